@@ -1,0 +1,161 @@
+/**
+ * The configuration schema: one TypeBox definition gives the runtime validator (Ajv), the
+ * TypeScript type and the JSON Schema offered to editors. Every key here is documented in
+ * config/wegate.example.yaml (English + 简体中文).
+ *
+ * Keys with a `default` are filled in by the validator, so the `Config` type has them as required.
+ * Keys that hold secrets carry `secret: true` so errors show their length only.
+ */
+import { type Static, Type } from '@sinclair/typebox';
+
+/** "host:port", ":port" or "[v6]:port". Port 0 is allowed (tests bind an ephemeral port). */
+const ListenAddress = Type.String({
+  pattern: '^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]*):[0-9]{1,5}$',
+  description: 'Listen address "host:port", ":port" (all interfaces) or "[::1]:port".',
+});
+
+const FilePath = Type.String({ minLength: 1, description: 'A file path (relative paths are relative to the config file).' });
+
+/** A host name as it appears in the Host header (lower-case, no port); "*.example.edu.cn" allowed. */
+const HostPattern = Type.String({
+  pattern: '^(\\*\\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\\.?$',
+  maxLength: 253,
+  description: 'Host name, exact ("api1.school.edu.cn") or one-level wildcard ("*.school.edu.cn").',
+});
+
+const Ms = (def: number, description: string) => Type.Integer({ minimum: 1, maximum: 86_400_000, default: def, description });
+
+export const RouteTimeoutsSchema = Type.Object(
+  {
+    connect_ms: Ms(5_000, 'TCP+TLS connect timeout to the upstream (→ 504).'),
+    response_ms: Ms(60_000, 'Time allowed for the upstream to send response headers (→ 504).'),
+    idle_ms: Ms(60_000, 'Time allowed between two chunks of the upstream response body, and WebSocket idle time.'),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+export const RouteTlsSchema = Type.Object(
+  {
+    ca_file: Type.Optional(FilePath),
+    server_name: Type.Optional(Type.String({ minLength: 1, description: 'SNI / certificate name to verify; default the upstream host.' })),
+    insecure_skip_verify: Type.Boolean({ default: false, description: 'Do not verify the upstream certificate. Never in production.' }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+export const RouteSchema = Type.Object(
+  {
+    name: Type.Optional(
+      Type.String({
+        pattern: '^[A-Za-z0-9_.-]{1,64}$',
+        description: 'Route name used in logs and metrics; default "<host><path>" sanitised.',
+      }),
+    ),
+    host: Type.Optional(HostPattern),
+    path: Type.String({ pattern: '^/', default: '/', description: 'Path prefix matched on segment boundaries.' }),
+    strip_prefix: Type.Boolean({ default: false, description: 'Remove the matched path prefix before forwarding.' }),
+    upstream: Type.String({
+      pattern: '^[Hh][Tt][Tt][Pp][Ss]?://',
+      description: 'Absolute http(s) URL of the upstream origin (+ optional base path).',
+    }),
+    preserve_host: Type.Boolean({ default: false, description: 'Send the client Host upstream instead of the upstream host.' }),
+    websocket: Type.Boolean({ default: true, description: 'Allow WebSocket upgrades on this route.' }),
+    max_body_bytes: Type.Integer({ minimum: 0, default: 10 * 1024 * 1024, description: 'Largest request body accepted (→ 413).' }),
+    timeouts: RouteTimeoutsSchema,
+    tls: RouteTlsSchema,
+    rewrite: Type.Object(
+      {
+        location: Type.Boolean({ default: true, description: 'Rewrite Location/Content-Location/Refresh to the public origin.' }),
+        cookies: Type.Boolean({ default: true, description: 'Rewrite Set-Cookie Domain/Path to the public origin.' }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export const ConfigSchema = Type.Object(
+  {
+    listen: Type.Object(
+      {
+        http: Type.Optional(ListenAddress),
+        https: Type.Optional(ListenAddress),
+        redirect_http: Type.Boolean({ default: false, description: 'Redirect plain HTTP to HTTPS (verification files stay on HTTP).' }),
+        public_https_port: Type.Optional(
+          Type.Integer({
+            minimum: 1,
+            maximum: 65535,
+            description: 'HTTPS port used in redirects when it differs from the listener (e.g. behind port mapping).',
+          }),
+        ),
+        header_timeout_ms: Ms(10_000, 'A client must send its request headers within this time (slowloris → 408).'),
+        request_timeout_ms: Ms(300_000, 'A client must send its whole request (headers + body) within this time.'),
+        keep_alive_timeout_ms: Ms(5_000, 'Idle keep-alive client connections are closed after this time.'),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    tls: Type.Optional(
+      Type.Object(
+        {
+          certs: Type.Array(Type.Object({ cert: FilePath, key: FilePath }, { additionalProperties: false }), {
+            minItems: 1,
+            description: 'PEM certificate chains and keys; chosen by SNI from the certificate names.',
+          }),
+          watch: Type.Boolean({ default: true, description: 'Reload certificates when their files change.' }),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    admin: Type.Object(
+      {
+        listen: Type.String({ ...ListenAddress, default: '127.0.0.1:9464' }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    verify_files: Type.Optional(
+      Type.Object(
+        {
+          dir: FilePath,
+          names: Type.Array(Type.String({ pattern: '^[A-Za-z0-9_.-]{1,128}$' }), {
+            default: [],
+            description: 'Extra exact file names served from the directory root (besides WW_verify_*.txt / MP_verify_*.txt).',
+          }),
+          hosts: Type.Array(HostPattern, { default: [], description: 'Serve only on these hosts; empty = every host.' }),
+          watch: Type.Boolean({ default: true, description: 'Reload when the directory changes.' }),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    log: Type.Object(
+      {
+        level: Type.Union(
+          ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
+          { default: 'info' },
+        ),
+        access_log: Type.Boolean({ default: true, description: 'One JSON line per request.' }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    shutdown: Type.Object(
+      {
+        drain_timeout_ms: Ms(20_000, 'On SIGTERM, wait this long for in-flight requests and WebSockets before closing them.'),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    reload: Type.Object(
+      {
+        watch_config: Type.Boolean({ default: true, description: 'Reload when the config file changes (as SIGHUP does).' }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    routes: Type.Array(RouteSchema, { minItems: 1 }),
+  },
+  { additionalProperties: false, $id: 'https://wegate.dev/schema/wegate.json', title: 'wegate configuration' },
+);
+
+/** The validated configuration with every default filled in. */
+export type Config = Static<typeof ConfigSchema>;
+export type RouteConfig = Static<typeof RouteSchema>;
+
+/** Config keys whose values are secrets: shown by length only in errors. Matched on the last key. */
+export const SECRET_KEYS: ReadonlySet<string> = new Set(['secret', 'token', 'encoding_aes_key', 'corpsecret', 'password']);

@@ -1,0 +1,50 @@
+/**
+ * Every error wegate can answer a client with, in one table: a stable code, an HTTP status and a
+ * short bilingual message. The README reproduces this table; test/core/errors.test.ts fails when a
+ * code is missing there. Causes go to the log, never into the response.
+ */
+
+export interface ErrorSpec {
+  readonly status: number;
+  /** Short English text shown to the client. */
+  readonly en: string;
+  /** The same in 简体中文. */
+  readonly zh: string;
+}
+
+export const ERRORS = {
+  WG_BAD_REQUEST: { status: 400, en: 'Bad request', zh: '请求格式错误' },
+  WG_BAD_HOST: { status: 400, en: 'Missing, duplicate or malformed Host header', zh: 'Host 请求头缺失、重复或格式错误' },
+  WG_BAD_PATH: { status: 400, en: 'Request path is not allowed', zh: '请求路径不合法' },
+  WG_BAD_HEADER: { status: 400, en: 'Request header is not allowed', zh: '请求头不合法' },
+  WG_NOT_FOUND: { status: 404, en: 'No site is configured for this address', zh: '此地址未配置任何站点' },
+  WG_REQUEST_TIMEOUT: { status: 408, en: 'The request was not received in time', zh: '请求接收超时' },
+  WG_BODY_TOO_LARGE: { status: 413, en: 'Request body is too large', zh: '请求体过大' },
+  WG_UPSTREAM_UNREACHABLE: { status: 502, en: 'The service behind this gateway cannot be reached', zh: '无法连接后端服务' },
+  WG_UPSTREAM_BAD_RESPONSE: { status: 502, en: 'The service behind this gateway sent an invalid response', zh: '后端服务返回了无效的响应' },
+  WG_UPSTREAM_TLS: {
+    status: 502,
+    en: 'The TLS certificate of the service behind this gateway was not accepted',
+    zh: '后端服务的 TLS 证书校验失败',
+  },
+  WG_UPSTREAM_TIMEOUT: { status: 504, en: 'The service behind this gateway did not answer in time', zh: '后端服务响应超时' },
+  WG_SHUTTING_DOWN: { status: 503, en: 'The gateway is restarting, please retry', zh: '网关正在重启，请稍后重试' },
+  WG_INTERNAL: { status: 500, en: 'Internal gateway error', zh: '网关内部错误' },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+/** An error that maps to a client response. `cause` is logged, never sent. */
+export class GatewayError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  constructor(code: ErrorCode, detail?: string, options?: { cause?: unknown }) {
+    super(detail ?? ERRORS[code].en, options);
+    this.name = 'GatewayError';
+    this.code = code;
+    this.status = ERRORS[code].status;
+  }
+}
+
+/** Exit code for a bad configuration (sysexits EX_CONFIG); systemd's RestartPreventExitStatus uses it. */
+export const EXIT_CONFIG = 78;

@@ -1,0 +1,148 @@
+/**
+ * Small HTTP helpers shared by every stage: the per-request context, request-target parsing and
+ * path normalisation (done once, in the server, so routing and forwarding see the same path), and
+ * the one function that turns an error code into a client response.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ERRORS, type ErrorCode } from './errors.ts';
+
+/** What the server pipeline knows about a request before any stage handles it. */
+export interface RequestContext {
+  /** Request id, echoed as X-Request-Id and in error pages and logs. */
+  readonly id: string;
+  /** process.hrtime.bigint() when the request arrived. */
+  readonly startedAt: bigint;
+  readonly clientIp: string;
+  /** True when the request arrived on the HTTPS listener. */
+  readonly secure: boolean;
+  /** Validated Host without port, lower-case. */
+  readonly host: string;
+  /** Validated Host header as received (may carry a port), lower-case. */
+  readonly authority: string;
+  /** Path exactly as received (no query). Verification files match on this. */
+  readonly rawPath: string;
+  /** Normalised path (dot-segments resolved, slashes merged, percent-encoding otherwise kept). */
+  readonly path: string;
+  /** "" or "?…" exactly as received. */
+  readonly query: string;
+  /** Filled by the stage that handled the request, for the access log and metrics. */
+  route?: string;
+  upstream?: string;
+  /** Error code when the response was an error page. */
+  errorCode?: ErrorCode;
+}
+
+export type ParsedTarget = { ok: true; rawPath: string; path: string; query: string } | { ok: false; code: ErrorCode; reason: string };
+
+const HEX = /^[0-9A-Fa-f]{2}$/;
+
+/**
+ * Parse an origin-form request target and normalise its path.
+ * Rejected (400): absolute-form and asterisk-form targets, control characters, backslashes (raw or
+ * encoded), encoded "/" and NUL, malformed percent-encoding or invalid UTF-8 (overlong forms),
+ * dot-segments that climb above the root. Dot-segments ("." "..", also as %2e) are resolved and
+ * repeated slashes merged, so "/public/../admin" is routed *and* forwarded as "/admin".
+ */
+export function parseTarget(url: string | undefined): ParsedTarget {
+  if (!url || url[0] !== '/') return { ok: false, code: 'WG_BAD_REQUEST', reason: 'request target must be origin-form' };
+  const q = url.indexOf('?');
+  const rawPath = q === -1 ? url : url.slice(0, q);
+  const query = q === -1 ? '' : url.slice(q);
+  // Fast path: nothing to decode or resolve.
+  if (/^(?:\/[A-Za-z0-9_~!$&'()*+,;=:@-][A-Za-z0-9._~!$&'()*+,;=:@-]*)*\/?$/.test(rawPath) && !rawPath.includes('/.')) {
+    return { ok: true, rawPath, path: rawPath, query };
+  }
+  for (let i = 0; i < url.length; i++) {
+    const c = url.charCodeAt(i);
+    if (c < 0x21 || c === 0x7f) return { ok: false, code: 'WG_BAD_PATH', reason: 'control character in target' };
+  }
+  if (rawPath.includes('\\')) return { ok: false, code: 'WG_BAD_PATH', reason: 'backslash in path' };
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(rawPath);
+  } catch {
+    return { ok: false, code: 'WG_BAD_PATH', reason: 'malformed percent-encoding' };
+  }
+  if (decoded.includes('\0') || decoded.includes('\\')) return { ok: false, code: 'WG_BAD_PATH', reason: 'NUL or backslash in path' };
+  const out: string[] = [];
+  const segments = rawPath.split('/');
+  const last = segments.length - 1;
+  for (let i = 1; i < segments.length; i++) {
+    const seg = segments[i] as string;
+    for (let j = seg.indexOf('%'); j !== -1; j = seg.indexOf('%', j + 1)) {
+      const hex = seg.slice(j + 1, j + 3);
+      if (!HEX.test(hex)) return { ok: false, code: 'WG_BAD_PATH', reason: 'malformed percent-encoding' };
+      const b = Number.parseInt(hex, 16);
+      if (b === 0x2f || b === 0x5c || b === 0) return { ok: false, code: 'WG_BAD_PATH', reason: 'encoded slash, backslash or NUL' };
+    }
+    const plain = seg.replace(/%2e/gi, '.');
+    if (seg === '' && i !== last) continue; // merge "//"
+    if (plain === '.') {
+      if (i === last) out.push('');
+      continue;
+    }
+    if (plain === '..') {
+      if (out.length === 0) return { ok: false, code: 'WG_BAD_PATH', reason: 'dot-segment above the root' };
+      out.pop();
+      if (i === last) out.push('');
+      continue;
+    }
+    out.push(seg);
+  }
+  return { ok: true, rawPath, path: `/${out.join('/')}`, query };
+}
+
+/** Does `path` fall under `prefix` on a segment boundary ("/api" matches "/api" and "/api/x", not "/apix")? */
+export function pathHasPrefix(path: string, prefix: string): boolean {
+  if (prefix === '/' || path === prefix) return true;
+  if (!path.startsWith(prefix)) return false;
+  return prefix.endsWith('/') || path.charCodeAt(prefix.length) === 0x2f;
+}
+
+function wantsHtml(req: IncomingMessage): boolean {
+  const accept = req.headers.accept;
+  return typeof accept === 'string' && accept.includes('text/html');
+}
+
+const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+/**
+ * Answer with the error page for `code`: short bilingual text and the request id; HTML for browsers,
+ * JSON otherwise; never a cause or stack. Safe to call when headers were already sent (then the
+ * connection is destroyed so the client sees a failure, not a clean end).
+ */
+export function sendError(
+  req: IncomingMessage,
+  res: ServerResponse,
+  ctx: Pick<RequestContext, 'id'> & { errorCode?: ErrorCode },
+  code: ErrorCode,
+  extraHeaders?: Record<string, string>,
+): void {
+  ctx.errorCode = code;
+  if (res.headersSent || res.destroyed) {
+    res.destroy();
+    return;
+  }
+  const spec = ERRORS[code];
+  let body: string;
+  let type: string;
+  if (wantsHtml(req)) {
+    type = 'text/html; charset=utf-8';
+    body = `<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><title>${spec.status} ${escapeHtml(spec.en)}</title></head><body><h1>${spec.status} ${escapeHtml(spec.zh)}</h1><p>${escapeHtml(spec.en)}</p><p><small>wegate · ${escapeHtml(code)} · request id ${escapeHtml(ctx.id)}</small></p></body></html>\n`;
+  } else {
+    type = 'application/json; charset=utf-8';
+    body = `${JSON.stringify({ error: code, status: spec.status, message: spec.en, message_zh: spec.zh, request_id: ctx.id })}\n`;
+  }
+  const headers: Record<string, string | number> = {
+    'content-type': type,
+    'content-length': Buffer.byteLength(body),
+    'cache-control': 'no-store',
+    'x-content-type-options': 'nosniff',
+    'x-request-id': ctx.id,
+    ...extraHeaders,
+  };
+  // A request body we refused to read would desync a keep-alive connection: close it instead.
+  if (!req.complete) headers.connection = 'close';
+  res.writeHead(spec.status, headers);
+  res.end(req.method === 'HEAD' ? undefined : body);
+}
