@@ -6,6 +6,15 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ERRORS, type ErrorCode } from './errors.ts';
 
+/**
+ * Reserved prefix for identity headers the gateway itself sets for upstreams (WeCom OAuth issue).
+ * Any client-supplied header with this prefix is removed before forwarding (any case, `_` variants too).
+ */
+export const IDENTITY_HEADER_PREFIX = 'x-wegate-';
+
+/** Cookie names the gateway owns (session, OAuth state). Upstream Set-Cookie with this prefix is dropped. */
+export const GATEWAY_COOKIE_PREFIX = 'wegate_';
+
 /** What the server pipeline knows about a request before any stage handles it. */
 export interface RequestContext {
   /** Request id, echoed as X-Request-Id and in error pages and logs. */

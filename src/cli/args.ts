@@ -1,0 +1,64 @@
+/**
+ * Command-line parsing (pure: no process access, so it is testable). `main.ts` feeds it argv/env.
+ */
+import { parseArgs } from 'node:util';
+
+export type Command =
+  | { kind: 'serve' | 'check'; configFile: string }
+  | { kind: 'schema' }
+  | { kind: 'help' }
+  | { kind: 'version' }
+  | { kind: 'usage-error'; message: string };
+
+/** Default config location for systemd/Docker installs; WEGATE_CONFIG overrides it. */
+export const DEFAULT_CONFIG_FILE = '/etc/wegate/wegate.yaml';
+
+export const USAGE = `wegate — reverse-proxy gateway for WeCom (企业微信) on your school's own domain
+
+Usage / 用法:
+  wegate serve  [--config FILE]   run the gateway                       运行网关
+  wegate check  [--config FILE]   validate the configuration and exit   检查配置文件后退出
+  wegate schema                   print the config JSON Schema (for editors)  输出配置文件的 JSON Schema
+  wegate --help | --version
+
+Options:
+  -c, --config FILE   configuration file (default: $WEGATE_CONFIG or ${DEFAULT_CONFIG_FILE})
+
+Signals: SIGHUP reloads the configuration, certificates and verification files (重新加载配置);
+         SIGTERM/SIGINT drain and stop (优雅退出).
+Exit codes: 0 ok, 1 runtime failure, 2 usage error, 78 invalid configuration (配置无效).
+`;
+
+/** Parse argv (without node and script) and the environment into a command. */
+export function parseCommand(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): Command {
+  let parsed: ReturnType<typeof parseArgs<{ options: typeof options; allowPositionals: true; args: string[] }>>;
+  const options = {
+    config: { type: 'string', short: 'c' },
+    help: { type: 'boolean', short: 'h' },
+    version: { type: 'boolean', short: 'v' },
+  } as const;
+  try {
+    parsed = parseArgs({ args: [...argv], options, allowPositionals: true });
+  } catch (e) {
+    return { kind: 'usage-error', message: (e as Error).message };
+  }
+  const { values, positionals } = parsed;
+  if (values.help) return { kind: 'help' };
+  if (values.version) return { kind: 'version' };
+  const [verb, ...rest] = positionals;
+  if (rest.length > 0) return { kind: 'usage-error', message: `unexpected argument "${rest[0]}"` };
+  const configFile = values.config ?? env.WEGATE_CONFIG ?? DEFAULT_CONFIG_FILE;
+  switch (verb) {
+    case 'serve':
+    case 'check':
+      return { kind: verb, configFile };
+    case 'schema':
+      return { kind: 'schema' };
+    case 'help':
+      return { kind: 'help' };
+    case undefined:
+      return { kind: 'usage-error', message: 'a command is required (serve, check, schema)' };
+    default:
+      return { kind: 'usage-error', message: `unknown command "${verb}" (expected serve, check, schema)` };
+  }
+}
