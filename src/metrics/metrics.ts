@@ -17,6 +17,8 @@ export interface Metrics {
   readonly websocketsOpen: Gauge<'route'>;
   readonly configReloads: Counter<'result'>;
   readonly certExpirySeconds: Gauge<'cert'>;
+  /** TLS certificate reloads (SIGHUP, file change) by result (success, error). */
+  readonly certReloads: Counter<'result'>;
   readonly verifyFiles: Gauge;
   readonly rejectedRequests: Counter<'code'>;
 }
@@ -71,6 +73,12 @@ export function createMetrics({ registry, processMetrics = true }: MetricsOption
       name: 'wegate_tls_cert_expiry_seconds',
       help: 'Seconds until each served certificate expires (negative when expired), by certificate subject name.',
       labelNames: ['cert'],
+      registers,
+    }),
+    certReloads: new Counter({
+      name: 'wegate_tls_cert_reloads_total',
+      help: 'TLS certificate reloads, by result (success, error); on error the previous certificates stay in use.',
+      labelNames: ['result'],
       registers,
     }),
     verifyFiles: new Gauge({

@@ -1,0 +1,303 @@
+/**
+ * The composition root: builds every feature from the config and the injected logger/registry,
+ * owns the listeners, swaps configuration generations atomically on reload and shuts down
+ * gracefully. The CLI is the only caller; it owns signals and process exit.
+ */
+import type { Server } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Registry } from 'prom-client';
+import type { Config } from './config/schema.ts';
+import type { Logger } from './core/logger.ts';
+import { createMetrics, type Metrics } from './metrics/metrics.ts';
+import { createProxy } from './proxy/index.ts';
+import { createAdminServer } from './server/admin.ts';
+import { applyTimeouts, createPublicServer, type ListenerTimeouts, listenOn } from './server/listeners.ts';
+import { createPipeline, type Site } from './server/pipeline.ts';
+import { type CertStore, createCertStore } from './server/tls.ts';
+import { createVerifyFiles } from './verify-files/index.ts';
+
+export interface GatewayDeps {
+  readonly logger: Logger;
+  /** prom-client registry the metrics are registered on (never the global one). */
+  readonly registry: Registry;
+  /** Collect default process metrics on the registry (default true). */
+  readonly processMetrics?: boolean;
+  /** Wall clock in ms (certificate expiry). */
+  readonly now?: () => number;
+  /** Quiet time after a certificate file event before reloading (default 250 ms). */
+  readonly certWatchDebounceMs?: number;
+}
+
+export interface ListenAddresses {
+  http?: AddressInfo;
+  https?: AddressInfo;
+  admin: AddressInfo;
+}
+
+export interface Gateway {
+  /** Bind the listeners from the config (port 0 allowed); rejects, with nothing left open, when one fails. */
+  listen(): Promise<ListenAddresses>;
+  /** Swap routes, verification files and certificates atomically; on failure throws and keeps the old config. */
+  reload(config: Config): Promise<void>;
+  /** Count a reload refused before it reached the gateway (the new file did not validate). */
+  recordReloadFailure(reason: 'invalid' | 'error'): void;
+  /** Re-read the certificate files; a broken new certificate keeps the old one (logged and counted, never rejects). */
+  reloadCertificates(): Promise<void>;
+  readonly metrics: Metrics;
+  /** Graceful: readyz 503, stop accepting, drain until the deadline, then close everything. Idempotent. */
+  close(opts?: { drainTimeoutMs?: number }): Promise<void>;
+}
+
+const timeoutsOf = (config: Config): ListenerTimeouts => ({
+  headerTimeoutMs: config.listen.header_timeout_ms,
+  requestTimeoutMs: config.listen.request_timeout_ms,
+  keepAliveTimeoutMs: config.listen.keep_alive_timeout_ms,
+});
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Build the gateway from a validated config. Nothing listens until `listen()`. */
+export async function createGateway(initial: Config, deps: GatewayDeps): Promise<Gateway> {
+  const { logger, registry } = deps;
+  const metrics = createMetrics({ registry, processMetrics: deps.processMetrics ?? true });
+  let config = initial;
+
+  const httpsServers = new Set<Server>();
+  const makeCertStore = (c: Config): Promise<CertStore> | undefined => {
+    if (!c.tls) return undefined;
+    return createCertStore({
+      certs: c.tls.certs,
+      watch: c.tls.watch,
+      logger,
+      metrics,
+      ...(deps.now ? { now: deps.now } : {}),
+      ...(deps.certWatchDebounceMs !== undefined ? { watchDebounceMs: deps.certWatchDebounceMs } : {}),
+      // Connections without SNI (by IP) use the listener's own context: keep it in step.
+      onReload: (store) => {
+        for (const s of httpsServers) (s as unknown as { setSecureContext(o: object): void }).setSecureContext(store.defaultOptions());
+      },
+    });
+  };
+
+  const buildSite = async (c: Config): Promise<Site> => {
+    const proxy = createProxy({ routes: c.routes, logger, metrics });
+    let verifyFiles: Site['verifyFiles'];
+    try {
+      verifyFiles = c.verify_files
+        ? await createVerifyFiles({
+            dir: c.verify_files.dir,
+            names: c.verify_files.names,
+            hosts: c.verify_files.hosts,
+            watch: c.verify_files.watch,
+            logger,
+            metrics,
+          })
+        : undefined;
+    } catch (e) {
+      await proxy.close();
+      throw e;
+    }
+    return {
+      proxy,
+      verifyFiles,
+      redirectHttp: c.listen.redirect_http,
+      publicHttpsPort: c.listen.public_https_port,
+      accessLog: c.log.access_log,
+      inflight: 0,
+    };
+  };
+
+  if (config.listen.https && !config.tls) throw new Error('listen.https is set but tls.certs is missing');
+  let certStore = await makeCertStore(config);
+  let site: Site;
+  try {
+    site = await buildSite(config);
+  } catch (e) {
+    certStore?.close();
+    throw e;
+  }
+
+  /** Generations replaced by a reload that still have requests or WebSockets in flight. */
+  const retired = new Set<Site>();
+  const closeSite = (s: Site) => {
+    retired.delete(s);
+    s.proxy.close().catch((e: unknown) => logger.warn({ err: e }, 'closing a retired proxy failed'));
+  };
+
+  let listening = false;
+  let closing = false;
+  const sockets = new Set<Socket>();
+  let httpServer: Server | undefined;
+  let httpsServer: Server | undefined;
+  let adminServer: Server | undefined;
+
+  const pipeline = createPipeline({
+    logger,
+    metrics,
+    site: () => site,
+    release(s) {
+      s.inflight--;
+      if (s.inflight === 0 && retired.has(s)) closeSite(s);
+    },
+    httpsPort: () => (httpsServer?.address() as AddressInfo | null)?.port,
+    closing: () => closing,
+  });
+
+  const publicServers = () => [httpServer, httpsServer].filter((s): s is Server => s !== undefined);
+
+  const closeServer = (s: Server) =>
+    new Promise<void>((resolve) => {
+      if (!s.listening) return resolve();
+      s.close(() => resolve());
+      s.closeAllConnections();
+    });
+
+  const listen = async (): Promise<ListenAddresses> => {
+    if (listening || closing) throw new Error('gateway already listening or closed');
+    listening = true;
+    const timeouts = timeoutsOf(config);
+    try {
+      const out: Partial<ListenAddresses> = {};
+      if (config.listen.http) {
+        httpServer = createPublicServer({ secure: false, timeouts, pipeline, sockets });
+        out.http = await listenOn(httpServer, config.listen.http, 'HTTP');
+      }
+      if (config.listen.https) {
+        const store = certStore as CertStore;
+        httpsServer = createPublicServer({
+          secure: true,
+          timeouts,
+          pipeline,
+          sockets,
+          // Delegate to whichever store is current: a config reload may replace it.
+          tls: { defaultOptions: store.defaultOptions(), SNICallback: (name, cb) => (certStore ?? store).SNICallback(name, cb) },
+        });
+        httpsServers.add(httpsServer);
+        out.https = await listenOn(httpsServer, config.listen.https, 'HTTPS');
+      }
+      adminServer = createAdminServer({
+        registry,
+        logger,
+        ready: () => listening && !closing,
+        beforeScrape: () => certStore?.refreshExpiry(),
+      });
+      out.admin = await listenOn(adminServer, config.admin.listen, 'the admin listener');
+      return out as ListenAddresses;
+    } catch (e) {
+      await Promise.all([httpServer, httpsServer, adminServer].filter((s) => s !== undefined).map(closeServer));
+      httpServer = httpsServer = adminServer = undefined;
+      httpsServers.clear();
+      listening = false;
+      throw e;
+    }
+  };
+
+  let reloadChain: Promise<unknown> = Promise.resolve();
+  const reloadNow = async (next: Config) => {
+    if (closing) throw new Error('gateway is shutting down');
+    let nextCerts: CertStore | undefined;
+    let nextSite: Site;
+    const tlsChanged = JSON.stringify(next.tls?.certs) !== JSON.stringify(config.tls?.certs) || next.tls?.watch !== config.tls?.watch;
+    try {
+      if (next.listen.https && !next.tls && !certStore) throw new Error('listen.https is set but tls.certs is missing');
+      if (tlsChanged && next.tls) nextCerts = await makeCertStore(next);
+      try {
+        nextSite = await buildSite(next);
+      } catch (e) {
+        nextCerts?.close();
+        throw e;
+      }
+    } catch (e) {
+      // The caller (CLI) logs the failure.
+      metrics.configReloads.inc({ result: 'error' });
+      throw e;
+    }
+    if (listening) {
+      for (const key of ['http', 'https'] as const) {
+        if (next.listen[key] !== config.listen[key]) {
+          logger.warn(
+            { listener: key, running: config.listen[key], configured: next.listen[key] },
+            'listen address changed: restart wegate to apply it',
+          );
+        }
+      }
+      if (next.admin.listen !== config.admin.listen) {
+        logger.warn(
+          { listener: 'admin', running: config.admin.listen, configured: next.admin.listen },
+          'listen address changed: restart wegate to apply it',
+        );
+      }
+      if (httpsServer && !next.tls) logger.warn('tls removed from the configuration: keeping the certificates in use until restart');
+    }
+    // Swap: new requests use the new generation from here on; the old one closes when its last exchange ends.
+    const old = site;
+    site = nextSite;
+    config = next;
+    for (const s of publicServers()) applyTimeouts(s, timeoutsOf(next));
+    old.verifyFiles?.close();
+    if (old.inflight === 0) closeSite(old);
+    else retired.add(old);
+    if (nextCerts) {
+      certStore?.close();
+      certStore = nextCerts;
+      certStore.refreshExpiry();
+      for (const s of httpsServers) (s as unknown as { setSecureContext(o: object): void }).setSecureContext(nextCerts.defaultOptions());
+    }
+    metrics.configReloads.inc({ result: 'success' });
+    // Same certificate files: re-read them anyway (SIGHUP from a certbot deploy hook). A broken
+    // renewal keeps the old certificates without failing the configuration reload.
+    if (!nextCerts && certStore) await certStore.reload();
+  };
+
+  let closePromise: Promise<void> | undefined;
+  const closeNow = async (drainTimeoutMs: number) => {
+    closing = true;
+    const deadline = performance.now() + drainTimeoutMs;
+    pipeline.closeInFlight();
+    const servers = publicServers();
+    for (const s of servers) {
+      s.close();
+      s.closeIdleConnections();
+    }
+    // In-flight requests finish (their responses carry Connection: close); keep-alive sockets that
+    // become idle are closed as they do; WebSockets stay until the deadline.
+    while (sockets.size > 0 && performance.now() < deadline) {
+      await sleep(Math.min(50, Math.max(1, deadline - performance.now())));
+      for (const s of servers) s.closeIdleConnections();
+    }
+    if (sockets.size > 0) {
+      logger.warn({ open: sockets.size }, 'drain deadline reached: closing the remaining connections');
+      for (const s of [site, ...retired]) s.proxy.closeWebSockets();
+      // A moment for the close frames, then cut everything.
+      for (let i = 0; i < 10 && sockets.size > 0; i++) await sleep(20);
+      for (const sock of sockets) sock.destroy();
+    }
+    await Promise.all(servers.map(closeServer));
+    site.verifyFiles?.close();
+    await Promise.allSettled([site, ...retired].map((s) => s.proxy.close()));
+    retired.clear();
+    certStore?.close();
+    if (adminServer) await closeServer(adminServer);
+    listening = false;
+  };
+
+  return {
+    listen,
+    reload(next) {
+      const p = reloadChain.then(() => reloadNow(next));
+      reloadChain = p.catch(() => undefined);
+      return p;
+    },
+    recordReloadFailure(reason) {
+      metrics.configReloads.inc({ result: reason });
+    },
+    async reloadCertificates() {
+      if (certStore && !closing) await certStore.reload();
+    },
+    metrics,
+    close(opts) {
+      closePromise ??= closeNow(opts?.drainTimeoutMs ?? config.shutdown.drain_timeout_ms);
+      return closePromise;
+    },
+  };
+}

@@ -1,0 +1,337 @@
+/**
+ * Load the wegate configuration: YAML → schema (src/config/validate.ts) → the checks a schema cannot
+ * express (listener combinations, upstream URLs, unique routes, certificate/key pairs) → a deep-frozen
+ * Config with every default filled, every route named and every path absolute.
+ */
+import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { parseTarget } from '../core/http.ts';
+import { type Config, ConfigSchema } from './schema.ts';
+import {
+  type CheckContext,
+  type ConfigProblem,
+  formatKeyPath,
+  formatProblemList,
+  type KeyPath,
+  type Segment,
+  validateConfigText,
+} from './validate.ts';
+
+export type { ConfigProblem } from './validate.ts';
+
+export type LoadResult = { ok: true; config: Config; file: string } | { ok: false; file: string; problems: ConfigProblem[] };
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+
+/** Read, parse and validate a YAML config file. Never throws for bad input. Relative file paths in the config are resolved against the config file's directory. */
+export async function loadConfigFile(file: string): Promise<LoadResult> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const reason =
+      code === 'ENOENT'
+        ? 'file not found'
+        : code === 'EACCES'
+          ? 'permission denied'
+          : code === 'EISDIR'
+            ? 'is a directory'
+            : (code ?? 'cannot be read');
+    return { ok: false, file, problems: [{ path: '(file)', message: `cannot read the configuration file: ${reason}` }] };
+  }
+  return loadConfigText(text, file);
+}
+
+/** Same from text (file name for messages and relative paths). */
+export function loadConfigText(text: string, file: string): LoadResult {
+  const r = validateConfigText(text, file, ConfigSchema, checkConfig);
+  if (!r.ok) return { ok: false, file, problems: r.problems };
+  const config = r.value as Config;
+  fillRouteNames(config);
+  return { ok: true, config: deepFreeze(config), file };
+}
+
+/** "wegate.yaml is invalid (2 problems):\n  routes[2].upstream (line 31): must be an absolute http(s) URL, got \"localhost:8080\"\n  …" */
+export function formatProblems(file: string, problems: readonly ConfigProblem[]): string {
+  return formatProblemList(file, problems);
+}
+
+/** The JSON Schema (draft-07/2020 as Ajv uses) for editors: defaulted keys not in `required`. */
+export function editorJsonSchema(): object {
+  // JSON round trip: a deep copy without TypeBox's symbol keys.
+  const schema = JSON.parse(JSON.stringify(ConfigSchema)) as Obj;
+  const strip = (node: unknown): void => {
+    if (Array.isArray(node)) {
+      for (const n of node) strip(n);
+      return;
+    }
+    if (!isObj(node)) return;
+    // Internal annotation (paths to resolve/check); editors have no use for it.
+    delete node['x-path'];
+    const props = node['properties'];
+    if (isObj(props) && Array.isArray(node['required'])) {
+      // A key with a default may be left out of the file: editors must not ask for it.
+      const required = (node['required'] as string[]).filter((k) => !(isObj(props[k]) && 'default' in props[k]));
+      if (required.length > 0) node['required'] = required;
+      else delete node['required'];
+    }
+    for (const v of Object.values(node)) strip(v);
+  };
+  strip(schema);
+  return { $schema: 'http://json-schema.org/draft-07/schema#', ...schema };
+}
+
+// --- semantic checks ---------------------------------------------------------------------------
+
+interface Listen {
+  readonly host: string;
+  readonly port: number;
+  readonly at: KeyPath;
+  readonly text: string;
+}
+
+const WILDCARD_HOSTS = new Set(['', '0.0.0.0', '::', '[::]']);
+
+function parseListen(text: string, at: KeyPath): Listen | undefined {
+  const i = text.lastIndexOf(':');
+  if (i === -1) return undefined;
+  return { host: text.slice(0, i).toLowerCase(), port: Number(text.slice(i + 1)), at, text };
+}
+
+/** Two listeners clash when they share a port and an address (or one listens on every address). */
+function clash(a: Listen, b: Listen): boolean {
+  if (a.port === 0 || b.port === 0 || a.port !== b.port) return false;
+  return a.host === b.host || WILDCARD_HOSTS.has(a.host) || WILDCARD_HOSTS.has(b.host);
+}
+
+/** Userinfo may hold a password: never print it. */
+const redactUserinfo = (url: string) => url.replace(/^([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^/?#]*@/, '$1***@');
+
+function checkConfig(data: unknown, ctx: CheckContext): void {
+  if (!isObj(data)) return;
+  checkListeners(data, ctx);
+  checkCerts(data, ctx);
+  checkRoutes(data, ctx);
+  normaliseHosts(data, ctx);
+}
+
+function checkListeners(data: Obj, ctx: CheckContext): void {
+  const listen = data['listen'];
+  if (!isObj(listen)) return;
+  const has = (k: string) => listen[k] !== undefined && listen[k] !== null;
+  if (!has('http') && !has('https')) {
+    ctx.report(['listen'], 'must set at least one of `http` or `https`, got neither');
+  }
+  if (has('https') && (data['tls'] === undefined || data['tls'] === null)) {
+    ctx.report(['listen', 'https'], 'requires a `tls` section with the certificate and key (add tls.certs, or remove listen.https)');
+  }
+  if (listen['redirect_http'] === true && (!has('http') || !has('https'))) {
+    ctx.report(['listen', 'redirect_http'], 'must be false unless both listen.http and listen.https are set, got true');
+  }
+  const valid = (at: KeyPath, v: unknown) => (ctx.failed(at) ? undefined : str(v));
+  const http = valid(['listen', 'http'], listen['http']);
+  const https = valid(['listen', 'https'], listen['https']);
+  const listeners: Listen[] = [];
+  const add = (text: string | undefined, at: KeyPath) => {
+    if (text === undefined) return;
+    const l = parseListen(text, at);
+    if (!l) return;
+    if (l.port > 65535) ctx.report(at, `must use a port from 0 to 65535, got ${ctx.show(at, text)}`);
+    else listeners.push(l);
+  };
+  add(http, ['listen', 'http']);
+  add(https, ['listen', 'https']);
+  const admin = data['admin'];
+  if (isObj(admin)) add(valid(['admin', 'listen'], admin['listen']), ['admin', 'listen']);
+  for (let j = 1; j < listeners.length; j++) {
+    const b = listeners[j] as Listen;
+    for (let i = 0; i < j; i++) {
+      const a = listeners[i] as Listen;
+      if (clash(a, b)) {
+        // The admin listener serves /metrics: sharing a socket with the public one would expose it.
+        ctx.report(
+          b.at,
+          `must not use the same address and port as ${formatKeyPath(a.at)} (${JSON.stringify(a.text)}), got ${JSON.stringify(b.text)}`,
+        );
+      }
+    }
+  }
+}
+
+/** Read a file already checked to exist; undefined if it vanished meanwhile (reported). */
+function readChecked(path: string, at: KeyPath, ctx: CheckContext): Buffer | undefined {
+  try {
+    return readFileSync(path);
+  } catch {
+    ctx.report(at, `must be a readable file, got ${ctx.show(at, path, Number.POSITIVE_INFINITY)}: cannot be read`);
+    return undefined;
+  }
+}
+
+function checkCerts(data: Obj, ctx: CheckContext): void {
+  const tls = data['tls'];
+  if (!isObj(tls) || !Array.isArray(tls['certs'])) return;
+  tls['certs'].forEach((entry: unknown, i: number) => {
+    if (!isObj(entry)) return;
+    const certAt: Segment[] = ['tls', 'certs', i, 'cert'];
+    const keyAt: Segment[] = ['tls', 'certs', i, 'key'];
+    let cert: X509Certificate | undefined;
+    let key: KeyObject | undefined;
+    const certPath = str(entry['cert']);
+    if (certPath !== undefined && !ctx.failed(certAt)) {
+      const pem = readChecked(certPath, certAt, ctx);
+      if (pem) {
+        try {
+          cert = new X509Certificate(pem);
+        } catch {
+          ctx.report(
+            certAt,
+            `must be a PEM certificate file (-----BEGIN CERTIFICATE-----), got ${ctx.show(certAt, certPath, Number.POSITIVE_INFINITY)} which holds none`,
+          );
+        }
+      }
+    }
+    const keyPath = str(entry['key']);
+    if (keyPath !== undefined && !ctx.failed(keyAt)) {
+      const pem = readChecked(keyPath, keyAt, ctx);
+      if (pem) {
+        try {
+          key = createPrivateKey(pem);
+        } catch {
+          // Never include OpenSSL's text or the file content: the message could carry key material.
+          const encrypted = pem.includes('ENCRYPTED');
+          ctx.report(
+            keyAt,
+            encrypted
+              ? `must be an unencrypted PEM private key, got ${ctx.show(keyAt, keyPath, Number.POSITIVE_INFINITY)} which is passphrase-protected`
+              : `must be a PEM private key file (-----BEGIN PRIVATE KEY-----), got ${ctx.show(keyAt, keyPath, Number.POSITIVE_INFINITY)} which holds none`,
+          );
+        }
+      }
+    }
+    if (cert && key && !cert.checkPrivateKey(key)) {
+      ctx.report(keyAt, `must be the private key of the certificate in ${formatKeyPath(certAt)}, got a key that does not match it`);
+    }
+  });
+}
+
+function checkRoutes(data: Obj, ctx: CheckContext): void {
+  const routes = data['routes'];
+  if (!Array.isArray(routes)) return;
+  const names = new Map<string, number>();
+  const pairs = new Map<string, number>();
+  routes.forEach((route: unknown, i: number) => {
+    if (!isObj(route)) return;
+    const at = (k: string): Segment[] => ['routes', i, k];
+
+    const upstream = str(route['upstream']);
+    if (upstream !== undefined && !ctx.failed(at('upstream'))) {
+      const problem = upstreamProblem(upstream);
+      if (problem) ctx.report(at('upstream'), `${problem}, got ${JSON.stringify(redactUserinfo(upstream))}`);
+    }
+
+    const path = str(route['path']);
+    if (path !== undefined && !ctx.failed(at('path'))) {
+      // Requests are routed on their normalised path, so a prefix that is not normalised never matches.
+      const t = parseTarget(path);
+      if (!t.ok || t.path !== path || t.query !== '') {
+        ctx.report(
+          at('path'),
+          `must be a normalised path prefix (no "//", "." or ".." segments, no encoded "/", "\\" or NUL), got ${ctx.show(at('path'), path)}`,
+        );
+      }
+    }
+
+    const name = str(route['name']);
+    if (name !== undefined && !ctx.failed(at('name'))) {
+      const first = names.get(name);
+      if (first !== undefined) {
+        ctx.report(at('name'), `must be unique, got ${JSON.stringify(name)} which ${where(ctx, ['routes', first, 'name'])} also uses`);
+      } else {
+        names.set(name, i);
+      }
+    }
+
+    const host = route['host'];
+    if ((host === undefined || typeof host === 'string') && path !== undefined && !ctx.failed(at('host')) && !ctx.failed(at('path'))) {
+      const key = `${host === undefined ? '' : normaliseHost(host)} ${path}`;
+      const first = pairs.get(key);
+      if (first !== undefined) {
+        const what = `${host === undefined ? 'any host' : `host ${JSON.stringify(host)}`} and path ${JSON.stringify(path)}`;
+        ctx.report(['routes', i], `must not repeat the ${what} of ${where(ctx, ['routes', first])}: only one of them could ever match`);
+      } else {
+        pairs.set(key, i);
+      }
+    }
+  });
+}
+
+/** "routes[0] (line 12)" for pointing at another key in a message. */
+function where(ctx: CheckContext, at: KeyPath): string {
+  const line = ctx.lineOf(at);
+  return line === undefined ? formatKeyPath(at) : `${formatKeyPath(at)} (line ${line})`;
+}
+
+/** Why `value` is not a usable upstream origin, or undefined when it is. */
+function upstreamProblem(value: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return 'must be an absolute http(s) URL such as "https://hub.17wanxiao.com:8080"';
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return 'must be an http:// or https:// URL';
+  if (url.hostname === '') return 'must name a host';
+  if (url.username !== '' || url.password !== '' || /^[A-Za-z]+:\/\/[^/?#]*@/.test(value)) {
+    return 'must not contain a user name or password (user:password@)';
+  }
+  if (value.includes('?')) return 'must not contain a query ("?…"); the client\'s query is forwarded';
+  if (value.includes('#')) return 'must not contain a fragment ("#…")';
+  return undefined;
+}
+
+const normaliseHost = (h: string) => h.toLowerCase().replace(/\.$/, '');
+
+/** Hosts compare case-insensitively and without the root dot: store them that way once. */
+function normaliseHosts(data: Obj, ctx: CheckContext): void {
+  const routes = data['routes'];
+  if (Array.isArray(routes)) {
+    routes.forEach((r: unknown, i: number) => {
+      if (isObj(r) && typeof r['host'] === 'string' && !ctx.failed(['routes', i, 'host'])) r['host'] = normaliseHost(r['host']);
+    });
+  }
+  const vf = data['verify_files'];
+  if (isObj(vf) && Array.isArray(vf['hosts']) && !ctx.failed(['verify_files', 'hosts'])) {
+    vf['hosts'] = vf['hosts'].map((h: unknown) => (typeof h === 'string' ? normaliseHost(h) : h));
+  }
+}
+
+/** Routes without a name get a sanitised `${host ?? 'any'}${path}`, made unique against every other name. */
+function fillRouteNames(config: Config): void {
+  const taken = new Set(config.routes.flatMap((r) => (r.name === undefined ? [] : [r.name])));
+  for (const route of config.routes) {
+    if (route.name !== undefined) continue;
+    const base =
+      `${route.host ?? 'any'}${route.path}`
+        .replace(/^\*/, 'wildcard')
+        .replace(/[^A-Za-z0-9_.-]+/g, '_')
+        .replace(/^_+|_+$/g, '')
+        .slice(0, 64) || 'route';
+    let name = base;
+    for (let n = 2; taken.has(name); n++) name = `${base.slice(0, 64 - String(n).length - 1)}-${n}`;
+    taken.add(name);
+    route.name = name;
+  }
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}

@@ -1,0 +1,255 @@
+/**
+ * HTTP forwarding over undici's dispatch API with one handler object per request (no per-request
+ * closures, no URL objects): chosen by measurement over http-proxy-3's web path, see
+ * test/bench/proxy-path.ts. The handler streams the upstream response into the ServerResponse with
+ * backpressure, rewrites response headers, and maps every failure to an error page (or, once the
+ * response has started, to a destroyed client connection so the client sees an error).
+ */
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import { Transform, type TransformCallback } from 'node:stream';
+import type { Dispatcher, Pool } from 'undici';
+import type { ErrorCode } from '../core/errors.ts';
+import { type RequestContext, sendError } from '../core/http.ts';
+import type { Logger } from '../core/logger.ts';
+import type { Metrics } from '../metrics/metrics.ts';
+import { classifyUpstreamError } from './failures.ts';
+import { type BodyInfo, buildRequestHeaders, isHopByHop, responseNominated } from './headers.ts';
+import { rewriteRefresh, rewriteSetCookie, rewriteUrl } from './rewrite.ts';
+import { type CompiledRoute, forwardPath, type RouteTable } from './routes.ts';
+
+/** What every forwarded request shares. */
+export interface ForwardEnv {
+  readonly table: RouteTable;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly poolFor: (route: CompiledRoute) => Pool;
+}
+
+const kForward = Symbol('wegate.forward');
+type Tagged = { [kForward]?: Forward };
+
+/** Abort reasons we cause ourselves (not upstream failures). */
+class ClientGoneError extends Error {
+  override readonly name = 'ClientGoneError';
+}
+class BodyTooLargeError extends Error {
+  override readonly name = 'BodyTooLargeError';
+}
+
+/** Counts a streamed request body and fails once it exceeds the route's limit. */
+class BodyLimiter extends Transform {
+  readonly #fwd: Forward;
+  readonly #limit: number;
+  #seen = 0;
+  constructor(fwd: Forward, limit: number) {
+    super();
+    this.#fwd = fwd;
+    this.#limit = limit;
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.#seen += chunk.length;
+    if (this.#seen > this.#limit) {
+      this.#fwd.bodyTooLarge();
+      cb();
+      return;
+    }
+    cb(null, chunk);
+  }
+}
+
+function noop(): void {}
+
+function onResClose(this: ServerResponse & Tagged): void {
+  const f = this[kForward];
+  if (f !== undefined && !f.done) f.clientGone();
+}
+
+function onResDrain(this: ServerResponse & Tagged): void {
+  this[kForward]?.controller?.resume();
+}
+
+/** One forwarded exchange; implements undici's dispatch handler. */
+class Forward implements Dispatcher.DispatchHandler {
+  readonly env: ForwardEnv;
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse & Tagged;
+  readonly ctx: RequestContext;
+  readonly route: CompiledRoute;
+  controller: Dispatcher.DispatchController | null = null;
+  /** The exchange is over (response ended or failed): later events are ignored. */
+  done = false;
+  #gone = false;
+  #tooLarge = false;
+  #body: BodyLimiter | null = null;
+
+  constructor(env: ForwardEnv, req: IncomingMessage, res: ServerResponse, ctx: RequestContext, route: CompiledRoute) {
+    this.env = env;
+    this.req = req;
+    this.res = res;
+    this.ctx = ctx;
+    this.route = route;
+  }
+
+  start(body: BodyInfo, headers: string[]): void {
+    const { req, res, route } = this;
+    let stream: BodyLimiter | null = null;
+    if (body.chunked || body.contentLength > 0) {
+      // A pass-through we own: undici destroys its body stream on failure, and destroying the
+      // IncomingMessage itself would kill the client connection before we could answer.
+      stream = new BodyLimiter(this, route.maxBodyBytes);
+      stream.on('error', noop);
+      req.pipe(stream);
+      this.#body = stream;
+    }
+    res[kForward] = this;
+    res.on('close', onResClose);
+    if (res.listenerCount('error') === 0) res.on('error', noop);
+    const opts = {
+      path: forwardPath(route, this.ctx.path) + this.ctx.query,
+      method: req.method ?? 'GET',
+      headers,
+      body: stream,
+      headersTimeout: route.responseMs,
+      bodyTimeout: route.idleMs,
+      servername: route.servername,
+    } as Dispatcher.DispatchOptions;
+    try {
+      this.env.poolFor(route).dispatch(opts, this);
+    } catch (err) {
+      this.onResponseError(null, err as Error);
+    }
+  }
+
+  /** The client went away before the response ended: abort the upstream exchange. */
+  clientGone(): void {
+    this.#gone = true;
+    this.controller?.abort(new ClientGoneError('client closed the connection'));
+  }
+
+  /** The streamed request body passed max_body_bytes. */
+  bodyTooLarge(): void {
+    if (this.#tooLarge) return;
+    this.#tooLarge = true;
+    const stream = this.#body;
+    if (stream !== null) {
+      this.req.unpipe(stream);
+      // Read and discard the rest so the 413 is delivered; the connection closes after it.
+      this.req.resume();
+      stream.destroy(new BodyTooLargeError('request body too large'));
+    }
+    this.controller?.abort(new BodyTooLargeError('request body too large'));
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.#gone) controller.abort(new ClientGoneError('client closed the connection'));
+    else if (this.#tooLarge) controller.abort(new BodyTooLargeError('request body too large'));
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
+    const out = this.#responseHeaders(headers);
+    try {
+      this.res.writeHead(statusCode, out);
+    } catch (err) {
+      // Node refuses some things llhttp accepts (e.g. a status below 100).
+      controller.abort(Object.assign(new Error('upstream response cannot be relayed', { cause: err }), { code: 'UND_ERR_INFO' }));
+    }
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (!this.res.write(chunk) && !controller.paused) {
+      controller.pause();
+      this.res.once('drain', onResDrain);
+    }
+  }
+
+  onResponseEnd(): void {
+    this.done = true;
+    this.res.end();
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController | null, err: Error): void {
+    if (this.done) return;
+    this.done = true;
+    const { req, res, ctx, route } = this;
+    if (this.#body !== null) req.unpipe(this.#body);
+    if (err instanceof ClientGoneError || this.#gone) {
+      this.env.logger.debug({ request_id: ctx.id, route: route.name }, 'client closed before the upstream response ended');
+      if (!res.destroyed) res.destroy();
+      return;
+    }
+    if (err instanceof BodyTooLargeError || this.#tooLarge) {
+      this.env.logger.info({ request_id: ctx.id, route: route.name, limit: route.maxBodyBytes }, 'request body too large');
+      this.#fail('WG_BODY_TOO_LARGE');
+      return;
+    }
+    const failure = classifyUpstreamError(err);
+    this.env.metrics.upstreamErrors.inc({ route: route.name, kind: failure.kind });
+    this.env.logger.warn(
+      { request_id: ctx.id, route: route.name, upstream: route.upstream.origin, kind: failure.kind, after_headers: res.headersSent, err },
+      'upstream request failed',
+    );
+    this.#fail(failure.code);
+  }
+
+  #fail(code: ErrorCode): void {
+    const { req, res, ctx } = this;
+    if (res.headersSent || res.destroyed) {
+      // Too late for an error page: a destroyed connection is the only honest signal.
+      ctx.errorCode = code;
+      res.destroy();
+      return;
+    }
+    sendError(req, res, ctx, code);
+  }
+
+  #responseHeaders(headers: IncomingHttpHeaders): string[] {
+    const out: string[] = [];
+    const route = this.route;
+    const nominated = headers.connection === undefined ? undefined : responseNominated(headers);
+    for (const k in headers) {
+      const v = headers[k];
+      if (v === undefined || isHopByHop(k) || k === '__proto__' || nominated?.has(k)) continue;
+      if (k === 'set-cookie') {
+        for (const c of Array.isArray(v) ? v : [v]) {
+          const r = rewriteSetCookie(c, route, route.rewriteCookies);
+          if (r !== undefined) out.push(k, r);
+        }
+        continue;
+      }
+      if (route.rewriteLocation && (k === 'location' || k === 'content-location' || k === 'refresh')) {
+        for (const x of Array.isArray(v) ? v : [v]) {
+          const r =
+            k === 'refresh' ? rewriteRefresh(x, route, this.env.table, this.ctx) : rewriteUrl(x.trim(), route, this.env.table, this.ctx);
+          out.push(k, r ?? x);
+        }
+        continue;
+      }
+      if (typeof v === 'string') out.push(k, v);
+      else for (const x of v) out.push(k, x);
+    }
+    return out;
+  }
+}
+
+const scratchBody: BodyInfo = { contentLength: -1, chunked: false };
+
+/** Forward one request to its route's upstream; answers every failure itself. */
+export function forward(env: ForwardEnv, req: IncomingMessage, res: ServerResponse, ctx: RequestContext, route: CompiledRoute): void {
+  // The client already left: its 'close' has fired, so nothing would abort an upstream exchange.
+  if (res.destroyed) return;
+  const headers = buildRequestHeaders(
+    req.rawHeaders,
+    ctx,
+    route.preserveHost ? ctx.authority : route.upstream.hostHeader,
+    false,
+    scratchBody,
+  );
+  if (scratchBody.contentLength > route.maxBodyBytes) {
+    env.logger.info({ request_id: ctx.id, route: route.name, limit: route.maxBodyBytes }, 'request body too large');
+    sendError(req, res, ctx, 'WG_BODY_TOO_LARGE');
+    return;
+  }
+  // start() reads scratchBody synchronously.
+  new Forward(env, req, res, ctx, route).start(scratchBody, headers);
+}

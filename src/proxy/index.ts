@@ -1,0 +1,121 @@
+/**
+ * The proxy feature: route table, header policy, forwarding (undici for HTTP, http-proxy-3 for
+ * WebSocket upgrades) and response rewriting. The server pipeline validates Host and normalises the
+ * path, then asks match() and hands the request to web() or upgrade().
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { Pool } from 'undici';
+import type { RouteConfig } from '../config/schema.ts';
+import { type RequestContext, sendError } from '../core/http.ts';
+import type { Logger } from '../core/logger.ts';
+import type { Metrics } from '../metrics/metrics.ts';
+import { type ForwardEnv, forward } from './forward.ts';
+import { buildRouteTable, type CompiledRoute, forwardPath } from './routes.ts';
+import { WebSocketProxy } from './websocket.ts';
+
+export { HOP_BY_HOP_HEADERS } from './headers.ts';
+
+export interface ProxyDeps {
+  readonly routes: readonly RouteConfig[];
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+}
+
+/** A matched route: its name (metrics label), its config, and the precomputed forwarding data. */
+export type MatchedRoute = CompiledRoute;
+
+export interface Proxy {
+  /** Most specific route for a host (no port, lower-case) and normalised path; undefined → caller answers 404. */
+  match(host: string, path: string): MatchedRoute | undefined;
+  /** Forward one HTTP request. Sets ctx.route and ctx.upstream. Answers every failure itself with sendError(). Never throws. */
+  web(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, route: MatchedRoute): void;
+  /** Proxy a WebSocket upgrade. Never throws; on refusal writes a short HTTP error on the socket and destroys it. */
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, ctx: RequestContext, route: MatchedRoute): void;
+  /** Open proxied WebSockets now (for graceful drain). */
+  readonly openWebSockets: number;
+  /** Close every open WebSocket (used when the drain deadline passes). */
+  closeWebSockets(): void;
+  /** Stop: close upstream connection pools after in-flight exchanges end. */
+  close(): Promise<void>;
+}
+
+/** Connection pools are shared by routes with the same upstream origin and connection settings. */
+function poolKey(r: CompiledRoute): string {
+  return `${r.upstream.origin}|${r.config.tls?.ca_file ?? ''}|${r.insecureSkipVerify}|${r.connectMs}|${r.servername ?? ''}`;
+}
+
+/**
+ * Build a proxy for a route table. Throws an Error naming the route when a route cannot be used
+ * (bad upstream URL, unreadable tls.ca_file). Opens no connection until the first request.
+ */
+export function createProxy(deps: ProxyDeps): Proxy {
+  const { logger, metrics } = deps;
+  const table = buildRouteTable(deps.routes);
+  const pools = new Map<string, Pool>();
+  const poolOf = new Map<CompiledRoute, Pool>();
+  for (const r of table.routes) {
+    const key = poolKey(r);
+    let pool = pools.get(key);
+    if (pool === undefined) {
+      pool = new Pool(r.upstream.origin, {
+        // HTTP/1.1 upstream like nginx: predictable Host/hop-by-hop semantics.
+        allowH2: false,
+        connect: {
+          timeout: r.connectMs,
+          rejectUnauthorized: !r.insecureSkipVerify,
+          ...(r.ca !== undefined ? { ca: r.ca } : {}),
+          ...(r.servername !== null ? { servername: r.servername } : {}),
+        },
+      });
+      // Connection errors also reach the request handler; this keeps an unlistened 'error' from crashing us.
+      pool.on('connectionError', (_origin, _targets, err) =>
+        logger.debug({ upstream: r.upstream.origin, err }, 'upstream connection error'),
+      );
+      pools.set(key, pool);
+    }
+    poolOf.set(r, pool);
+  }
+  const env: ForwardEnv = {
+    table,
+    logger,
+    metrics,
+    poolFor: (r) => poolOf.get(r) as Pool,
+  };
+  const ws = new WebSocketProxy(logger, metrics);
+  let closed = false;
+
+  return {
+    match: (host, path) => table.match(host, path),
+    web(req, res, ctx, route) {
+      ctx.route = route.name;
+      ctx.upstream = route.upstream.origin;
+      try {
+        forward(env, req, res, ctx, route);
+      } catch (err) {
+        // Defensive: forward() handles its own failures; nothing may escape to the server.
+        logger.error({ request_id: ctx.id, route: route.name, err }, 'proxy failed unexpectedly');
+        sendError(req, res, ctx, 'WG_INTERNAL');
+      }
+    },
+    upgrade(req, socket, head, ctx, route) {
+      ctx.route = route.name;
+      ctx.upstream = route.upstream.origin;
+      try {
+        ws.upgrade(req, socket, head, ctx, route, forwardPath(route, ctx.path) + ctx.query);
+      } catch (err) {
+        logger.error({ request_id: ctx.id, route: route.name, err }, 'websocket proxy failed unexpectedly');
+        socket.destroy();
+      }
+    },
+    get openWebSockets() {
+      return ws.open;
+    },
+    closeWebSockets: () => ws.closeAll(),
+    async close() {
+      if (closed) return;
+      closed = true;
+      await Promise.all([...pools.values()].map((p) => p.close().catch(() => undefined)));
+    },
+  };
+}

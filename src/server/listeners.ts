@@ -1,0 +1,111 @@
+/**
+ * The public HTTP/HTTPS servers: Node server options against slow and malformed clients, socket
+ * tracking for a shutdown that cannot hang, and the listen-address helpers shared with the admin
+ * listener.
+ */
+import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo, Socket } from 'node:net';
+import type { SecureContextOptions } from 'node:tls';
+import type { Pipeline } from './pipeline.ts';
+import type { CertStore } from './tls.ts';
+
+export interface ListenerTimeouts {
+  readonly headerTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+  readonly keepAliveTimeoutMs: number;
+}
+
+export interface PublicServerOptions {
+  readonly secure: boolean;
+  readonly timeouts: ListenerTimeouts;
+  readonly pipeline: Pipeline;
+  /** Every accepted socket, until it closes (server.close() alone never finishes with upgraded or silent sockets). */
+  readonly sockets: Set<Socket>;
+  /** The HTTPS listener's certificate selection (delegating, so a reload can swap the store). */
+  readonly tls?: { readonly defaultOptions: SecureContextOptions; readonly SNICallback: CertStore['SNICallback'] };
+}
+
+/** Node checks header/request timeouts only every `connectionsCheckingInterval` (30 s by default): check often enough. */
+export function checkingInterval(t: ListenerTimeouts): number {
+  return Math.max(25, Math.min(1000, Math.floor(Math.min(t.headerTimeoutMs, t.requestTimeoutMs) / 2)));
+}
+
+/** Set (or update, on reload) the timeout fields of a public server. */
+export function applyTimeouts(server: Server, t: ListenerTimeouts): void {
+  // Node requires headersTimeout <= requestTimeout.
+  server.requestTimeout = t.requestTimeoutMs;
+  server.headersTimeout = Math.min(t.headerTimeoutMs, t.requestTimeoutMs);
+  server.keepAliveTimeout = t.keepAliveTimeoutMs;
+}
+
+/** Create (not start) a public listener wired to the pipeline. */
+export function createPublicServer(opts: PublicServerOptions): Server {
+  const { secure, timeouts, pipeline, sockets } = opts;
+  const common = {
+    connectionsCheckingInterval: checkingInterval(timeouts),
+    headersTimeout: Math.min(timeouts.headerTimeoutMs, timeouts.requestTimeoutMs),
+    requestTimeout: timeouts.requestTimeoutMs,
+    keepAliveTimeout: timeouts.keepAliveTimeoutMs,
+    // The pipeline answers a missing Host itself, with a request id and for HTTP/1.0 too.
+    requireHostHeader: false,
+    noDelay: true,
+  };
+  let server: Server;
+  if (secure) {
+    if (!opts.tls) throw new Error('HTTPS listener without certificates');
+    server = createHttpsServer({
+      ...common,
+      ...opts.tls.defaultOptions,
+      SNICallback: opts.tls.SNICallback,
+      // A client that never finishes the handshake is a slow client too.
+      handshakeTimeout: timeouts.headerTimeoutMs,
+    }) as unknown as Server;
+  } else {
+    server = createHttpServer(common);
+  }
+  applyTimeouts(server, timeouts);
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+  server.on('request', pipeline.request(secure));
+  server.on('checkContinue', pipeline.checkContinue(secure));
+  server.on('upgrade', pipeline.upgrade(secure));
+  server.on('connect', pipeline.connect(secure));
+  server.on('clientError', pipeline.clientError);
+  if (secure) server.on('tlsClientError', (_err: Error, socket: Socket) => socket.destroy());
+  return server;
+}
+
+/** "host:port", ":port" (all interfaces) or "[v6]:port" → listen options. */
+export function parseListenAddress(address: string): { host: string | undefined; port: number } {
+  const colon = address.lastIndexOf(':');
+  if (colon === -1) throw new Error(`listen address ${JSON.stringify(address)} has no port`);
+  let host = address.slice(0, colon);
+  const port = Number(address.slice(colon + 1));
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`listen address ${JSON.stringify(address)}: bad port`);
+  if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1);
+  return { host: host === '' ? undefined : host, port };
+}
+
+/** Bind `server` to `address`; rejects with a readable message on EADDRINUSE/EACCES. */
+export function listenOn(server: Server, address: string, what: string): Promise<AddressInfo> {
+  const { host, port } = parseListenAddress(address);
+  return new Promise((resolve, reject) => {
+    const onError = (e: NodeJS.ErrnoException) => {
+      const hint =
+        e.code === 'EACCES' && port < 1024
+          ? ' (ports below 1024 need root or CAP_NET_BIND_SERVICE)'
+          : e.code === 'EADDRINUSE'
+            ? ' (another process is using it)'
+            : '';
+      reject(new Error(`cannot listen on ${address} for ${what}: ${e.code ?? e.message}${hint}`, { cause: e }));
+    };
+    server.once('error', onError);
+    server.listen({ host, port }, () => {
+      server.off('error', onError);
+      resolve(server.address() as AddressInfo);
+    });
+  });
+}

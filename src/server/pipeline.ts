@@ -1,0 +1,295 @@
+/**
+ * The request pipeline of the public listeners: request id, client IP, Host and target validation
+ * (once, here, so every stage sees the same normalised path), then verification files →
+ * HTTP→HTTPS redirect → routing → proxy. Also the access log and request metrics, and the handlers
+ * for upgrades and malformed requests. This is the hot path: no closures beyond one per request,
+ * no URL objects, no header copies.
+ */
+import { randomBytes } from 'node:crypto';
+import { type IncomingMessage, ServerResponse, STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { ERRORS, type ErrorCode } from '../core/errors.ts';
+import { parseTarget, type RequestContext, sendError } from '../core/http.ts';
+import type { Logger } from '../core/logger.ts';
+import { type Metrics, statusClass } from '../metrics/metrics.ts';
+import type { Proxy as RouteProxy } from '../proxy/index.ts';
+import type { VerifyFiles } from '../verify-files/index.ts';
+import { checkHost } from './host.ts';
+
+/** One configuration generation. A request keeps the generation it started with, even across a reload. */
+export interface Site {
+  readonly proxy: RouteProxy;
+  readonly verifyFiles: VerifyFiles | undefined;
+  readonly redirectHttp: boolean;
+  readonly publicHttpsPort: number | undefined;
+  readonly accessLog: boolean;
+  /** Requests and WebSockets currently using this generation. */
+  inflight: number;
+}
+
+export interface PipelineDeps {
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  /** The generation new requests use. */
+  site(): Site;
+  /** A request or WebSocket that used `site` has ended. */
+  release(site: Site): void;
+  /** The HTTPS listener's port, for redirects when `public_https_port` is not set. */
+  httpsPort(): number | undefined;
+  /** True once graceful shutdown began: responses then carry `Connection: close`. */
+  closing(): boolean;
+}
+
+export interface Pipeline {
+  request(secure: boolean): (req: IncomingMessage, res: ServerResponse) => void;
+  /** `checkContinue` handler: validates before sending `100 Continue`, so refused bodies are never sent. */
+  checkContinue(secure: boolean): (req: IncomingMessage, res: ServerResponse) => void;
+  upgrade(secure: boolean): (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
+  /** `connect` handler: CONNECT is not a proxy method here. */
+  connect(secure: boolean): (req: IncomingMessage, socket: Duplex) => void;
+  clientError(err: Error & { code?: string }, socket: Duplex): void;
+  /** Shutdown began: responses whose headers are not sent yet will close their connection. */
+  closeInFlight(): void;
+}
+
+type Ctx = RequestContext & { method: string };
+
+const kCtx = Symbol('wegate.ctx');
+type TrackedSocket = Duplex & { [kCtx]?: Ctx | undefined; bytesWritten?: number; remoteAddress?: string };
+
+/** Does the request still have a body we have not read (answering without reading it needs Connection: close)? */
+function hasUnreadBody(req: IncomingMessage): boolean {
+  if (req.complete) return false;
+  const cl = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (cl !== undefined && cl !== '0');
+}
+
+/** Build the public-listener request pipeline. */
+export function createPipeline(deps: PipelineDeps): Pipeline {
+  const { metrics } = deps;
+  const accessLogger = deps.logger.child({ log: 'access' });
+  const idPrefix = randomBytes(5).toString('hex');
+  let seq = 0;
+  const nextId = () => `${idPrefix}-${(++seq).toString(36)}`;
+  const active = new Set<ServerResponse>();
+
+  // Label children cached per (route, class): label hashing is measurable on the hot path.
+  const children = new Map<string, { inc: () => void; observe: (v: number) => void }>();
+  const count = (route: string, status: number, seconds: number) => {
+    const sc = statusClass(status);
+    const key = `${route}\u0000${sc}`;
+    let c = children.get(key);
+    if (c === undefined) {
+      const counter = metrics.requests.labels(route, sc);
+      const hist = metrics.requestDuration.labels(route, sc);
+      c = { inc: () => counter.inc(), observe: (v) => hist.observe(v) };
+      children.set(key, c);
+    }
+    c.inc();
+    c.observe(seconds);
+  };
+
+  const newCtx = (req: IncomingMessage, secure: boolean, id: string): Ctx | ErrorCode => {
+    const host = checkHost(req.rawHeaders);
+    const target = parseTarget(req.url);
+    const ctx: Ctx = {
+      id,
+      startedAt: process.hrtime.bigint(),
+      clientIp: req.socket.remoteAddress ?? '',
+      secure,
+      host: host.ok ? host.host : '',
+      authority: host.ok ? host.authority : '',
+      rawPath: target.ok ? target.rawPath : '',
+      path: target.ok ? target.path : '',
+      query: target.ok ? target.query : '',
+      method: req.method ?? '',
+    };
+    if (!host.ok) ctx.errorCode = 'WG_BAD_HOST';
+    else if (!target.ok) ctx.errorCode = target.code;
+    return ctx;
+  };
+
+  const logLine = (site: Site, req: IncomingMessage, ctx: Ctx, status: number, bytes: number, completed: boolean) => {
+    const seconds = Number(process.hrtime.bigint() - ctx.startedAt) / 1e9;
+    count(ctx.route ?? '-', status, seconds);
+    if (!site.accessLog) return;
+    accessLogger.info({
+      req_id: ctx.id,
+      method: ctx.method,
+      host: ctx.host || undefined,
+      // Secret query parameters are redacted by the logger's `url` serializer.
+      url: ctx.rawPath ? ctx.rawPath + ctx.query : req.url,
+      status,
+      route: ctx.route ?? '-',
+      upstream: ctx.upstream,
+      ms: Math.round(seconds * 1e6) / 1e3,
+      bytes,
+      client_ip: ctx.clientIp,
+      error_code: ctx.errorCode,
+      completed: completed ? undefined : false,
+    });
+  };
+
+  const reject = (req: IncomingMessage, res: ServerResponse, ctx: Ctx, code: ErrorCode) => {
+    metrics.rejectedRequests.inc({ code });
+    sendError(req, res, ctx, code);
+  };
+
+  const handle = (req: IncomingMessage, res: ServerResponse, secure: boolean, expectContinue: boolean) => {
+    const id = nextId();
+    res.setHeader('x-request-id', id);
+    const site = deps.site();
+    site.inflight++;
+    active.add(res);
+    if (deps.closing()) res.setHeader('connection', 'close');
+    const socket = req.socket as Socket & TrackedSocket;
+    const bytesBefore = socket.bytesWritten;
+    const ctx = newCtx(req, secure, id) as Ctx;
+    socket[kCtx] = ctx;
+    res.once('close', () => {
+      active.delete(res);
+      if (socket[kCtx] === ctx) socket[kCtx] = undefined;
+      deps.release(site);
+      const completed = res.writableFinished;
+      // 499 (nginx's "client closed request") when nothing was answered.
+      const status = ctx.errorCode === 'WG_REQUEST_TIMEOUT' ? 408 : res.headersSent ? res.statusCode : 499;
+      logLine(site, req, ctx, status, socket.bytesWritten - bytesBefore, completed);
+    });
+
+    if (ctx.errorCode !== undefined) return reject(req, res, ctx, ctx.errorCode);
+
+    // Verification files: before the redirect (WeCom fetches them over plain HTTP) and before routing.
+    const file = site.verifyFiles?.lookup(ctx.host, ctx.rawPath);
+    if (file !== undefined) {
+      ctx.route = 'verify_file';
+      const headers: Record<string, string | number> = {
+        'content-type': 'text/plain',
+        'content-length': file.length,
+        'cache-control': 'no-cache',
+        'x-content-type-options': 'nosniff',
+      };
+      if (hasUnreadBody(req)) headers.connection = 'close';
+      res.writeHead(200, headers);
+      res.end(req.method === 'HEAD' ? undefined : file);
+      return;
+    }
+
+    if (!secure && site.redirectHttp) return redirect(req, res, ctx, site);
+
+    const route = site.proxy.match(ctx.host, ctx.path);
+    if (route === undefined) return sendError(req, res, ctx, 'WG_NOT_FOUND');
+    if (expectContinue) {
+      // The gateway answered the expectation; the upstream must not be asked again.
+      res.writeContinue();
+      delete req.headers.expect;
+    }
+    site.proxy.web(req, res, ctx, route);
+  };
+
+  const redirect = (req: IncomingMessage, res: ServerResponse, ctx: Ctx, site: Site) => {
+    ctx.route = 'redirect';
+    const port = site.publicHttpsPort ?? deps.httpsPort() ?? 443;
+    const location = `https://${ctx.host}${port === 443 ? '' : `:${port}`}${ctx.rawPath}${ctx.query}`;
+    const headers: Record<string, string | number> = { location, 'content-length': 0, 'cache-control': 'no-cache' };
+    if (hasUnreadBody(req)) headers.connection = 'close';
+    // 308 keeps the method and body of a POST; 301 is what every client understands for GET.
+    res.writeHead(req.method === 'GET' || req.method === 'HEAD' ? 301 : 308, headers);
+    res.end();
+  };
+
+  /** A response written straight onto an upgrade/CONNECT socket, which is closed afterwards. */
+  const socketResponse = (req: IncomingMessage, socket: Duplex): ServerResponse => {
+    const res = new ServerResponse(req);
+    res.shouldKeepAlive = false;
+    res.assignSocket(socket as Socket);
+    res.once('finish', () => {
+      res.detachSocket(socket as Socket);
+      socket.end();
+      // Do not wait for a client that ignores the close.
+      setTimeout(() => socket.destroy(), 1000).unref();
+    });
+    return res;
+  };
+
+  const upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer, secure: boolean) => {
+    // Node removed its own listeners from the socket: without one, a reset would crash the process.
+    socket.on('error', () => socket.destroy());
+    const id = nextId();
+    const site = deps.site();
+    site.inflight++;
+    const ctx = newCtx(req, secure, id) as Ctx;
+    const tracked = socket as TrackedSocket;
+    const bytesBefore = tracked.bytesWritten ?? 0;
+    socket.once('close', () => {
+      deps.release(site);
+      const status = ctx.errorCode ? ERRORS[ctx.errorCode].status : ctx.route === 'redirect' ? 301 : 101;
+      logLine(site, req, ctx, status, (tracked.bytesWritten ?? 0) - bytesBefore, true);
+    });
+    const answer = (code: ErrorCode) => {
+      const res = socketResponse(req, socket);
+      res.setHeader('x-request-id', id);
+      if (code !== 'WG_NOT_FOUND') metrics.rejectedRequests.inc({ code });
+      sendError(req, res, ctx, code);
+    };
+    if (ctx.errorCode !== undefined) return answer(ctx.errorCode);
+    if (deps.closing()) return answer('WG_SHUTTING_DOWN');
+    if (!secure && site.redirectHttp) {
+      const res = socketResponse(req, socket);
+      res.setHeader('x-request-id', id);
+      return redirect(req, res, ctx, site);
+    }
+    const route = site.proxy.match(ctx.host, ctx.path);
+    if (route === undefined) return answer('WG_NOT_FOUND');
+    site.proxy.upgrade(req, socket, head, ctx, route);
+  };
+
+  const connect = (req: IncomingMessage, socket: Duplex, secure: boolean) => {
+    socket.on('error', () => socket.destroy());
+    const ctx = newCtx(req, secure, nextId()) as Ctx;
+    const res = socketResponse(req, socket);
+    res.setHeader('x-request-id', ctx.id);
+    metrics.rejectedRequests.inc({ code: 'WG_BAD_REQUEST' });
+    sendError(req, res, ctx, 'WG_BAD_REQUEST');
+  };
+
+  const clientError = (err: Error & { code?: string }, socket: Duplex) => {
+    let code: ErrorCode;
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+      code = 'WG_REQUEST_TIMEOUT';
+      const ctx = (socket as TrackedSocket)[kCtx];
+      if (ctx !== undefined) ctx.errorCode = code;
+    } else if (err.code === 'HPE_HEADER_OVERFLOW') {
+      code = 'WG_HEADERS_TOO_LARGE';
+    } else if (err.code === 'ECONNRESET' || err.code === 'EPIPE') {
+      socket.destroy();
+      return;
+    } else {
+      code = 'WG_BAD_REQUEST';
+    }
+    metrics.rejectedRequests.inc({ code });
+    const inResponse = (socket as unknown as { _httpMessage?: ServerResponse | null })._httpMessage;
+    if (socket.writable && !inResponse?.headersSent) {
+      // The parser state is unknown and there is no request object: a fixed response, then close.
+      const spec = ERRORS[code];
+      const body = `${JSON.stringify({ error: code, status: spec.status, message: spec.en, message_zh: spec.zh })}\n`;
+      socket.end(
+        `HTTP/1.1 ${spec.status} ${STATUS_CODES[spec.status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n${body}`,
+      );
+      setTimeout(() => socket.destroy(), 1000).unref();
+    } else {
+      socket.destroy();
+    }
+  };
+
+  return {
+    request: (secure) => (req, res) => handle(req, res, secure, false),
+    checkContinue: (secure) => (req, res) => handle(req, res, secure, true),
+    upgrade: (secure) => (req, socket, head) => upgrade(req, socket, head, secure),
+    connect: (secure) => (req, socket) => connect(req, socket, secure),
+    clientError,
+    closeInFlight() {
+      for (const res of active) if (!res.headersSent) res.setHeader('connection', 'close');
+    },
+  };
+}

@@ -1,0 +1,704 @@
+/**
+ * `npm run bench`: wegate against the upstream direct, nginx (when installed) and a minimal undici
+ * proxy, all in front of the same loopback upstream, measured in one run with wrk.
+ *
+ * Placement (same for every contender): the proxy alone on core 1; wrk, the upstream and this script
+ * on core 0. Each case: warm-up, then a fixed measured run; for the proxy we read its own user+sys CPU
+ * from /proc before/after (→ µs CPU per request) and its peak RSS (VmHWM) after all its runs.
+ * Prints a table, then one JSON line. Options: --duration S, --warmup S, --only a,b, --no-access-log,
+ * --upstream raw|http|nginx, --no-pin, --keep (keep the temp dir with configs and logs).
+ */
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { nginxConfig, nginxUpstreamConfig } from './nginx.ts';
+import {
+  canConnect,
+  cpuTimes,
+  freePort,
+  groupCpuSeconds,
+  groupPeakRssMb,
+  killAllSync,
+  type Started,
+  start,
+  stop,
+  tail,
+  waitFor,
+  which,
+} from './proc.ts';
+import { LARGE_BODY, SMALL_BODY } from './upstream.ts';
+import { runWrk, type WrkResult, writeWrkScript } from './wrk.ts';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const NODE = process.execPath;
+// Read before this script pins itself to one core.
+const CPUS = os.availableParallelism();
+const CONTENDERS = ['direct', 'nginx', 'minimal-undici', 'wegate'] as const;
+type ContenderName = (typeof CONTENDERS)[number];
+const CASES = [
+  { key: 'small_c64', size: 'small', conns: 64 },
+  { key: 'small_c1', size: 'small', conns: 1 },
+  { key: 'large_c64', size: 'large', conns: 64 },
+  { key: 'large_c1', size: 'large', conns: 1 },
+] as const;
+type CaseKey = (typeof CASES)[number]['key'];
+const BODY: Record<'small' | 'large', Buffer> = { small: SMALL_BODY, large: LARGE_BODY };
+const TARGETS = { small_c64_vs_nginx_min: 0.33, cpu_per_req_vs_nginx_max: 3.5, p99_c1_added_ms_max: 1, rss_mb_max: 150 };
+
+interface CaseResult {
+  rps: number;
+  p50_ms: number;
+  p99_ms: number;
+  max_ms: number;
+  requests: number;
+  /** The proxy's own user+sys CPU per completed request (null for direct). */
+  cpu_us_per_req: number | null;
+  /** The proxy's CPU use during the run, % of one core (null for direct). */
+  proxy_cpu_pct: number | null;
+  /** Busy % of the load-generator core (wrk + upstream) during the run. */
+  load_core_pct: number | null;
+  /** Busy % of the proxy's core during the run (above proxy_cpu_pct: softirq or someone else's work). */
+  proxy_core_pct: number | null;
+  /** The upstream's CPU during the run, % of one core. */
+  upstream_cpu_pct: number | null;
+  errors: WrkResult['errors'];
+  error_total: number;
+  bytes_per_response: number;
+  problems: string[];
+}
+
+interface ContenderResult {
+  name: ContenderName;
+  status: 'ok' | 'skipped' | 'failed';
+  reason?: string;
+  cases: Partial<Record<CaseKey, CaseResult>>;
+  rss_mb: number | null;
+  /** Problems not tied to one case (error log lines, stderr output). */
+  problems: string[];
+  notes: string[];
+}
+
+interface Running {
+  url: string;
+  /** Process group to measure (null: nothing to measure, e.g. direct). */
+  proc: Started | null;
+  notes: string[];
+  /** Extra checks after the runs (logs), appended to notes / problems. */
+  finish?: (requests: number) => { notes: string[]; problems: string[] };
+}
+
+const { values: args } = parseArgs({
+  options: {
+    duration: { type: 'string', default: '7' },
+    warmup: { type: 'string', default: '2' },
+    only: { type: 'string' },
+    'no-access-log': { type: 'boolean', default: false },
+    upstream: { type: 'string', default: 'raw' },
+    'no-pin': { type: 'boolean', default: false },
+    keep: { type: 'boolean', default: false },
+  },
+});
+const DURATION = Math.max(1, Math.round(Number(args.duration) || 7));
+const WARMUP = Math.max(0, Math.round(Number(args.warmup) || 0));
+const ACCESS_LOG = !args['no-access-log'];
+type UpstreamChoice = 'raw' | 'http' | 'nginx';
+const UPSTREAM_ARG: UpstreamChoice = args.upstream === 'http' || args.upstream === 'nginx' ? args.upstream : 'raw';
+const UPSTREAM_LABEL: Record<UpstreamChoice, string> = {
+  raw: 'fixed-cost node:net responder (test/bench/upstream.ts)',
+  http: 'node:http server (test/bench/upstream.ts http)',
+  nginx: 'nginx, 1 worker, static files',
+};
+const ONLY = new Set((args.only ?? CONTENDERS.join(',')).split(',').map((s) => s.trim()));
+
+const log = (msg: string): void => {
+  process.stderr.write(`[bench] ${msg}\n`);
+};
+
+let tmpDir: string | null = null;
+const LOCK = path.join(os.tmpdir(), 'wegate-bench.lock');
+let haveLock = false;
+function cleanup(): void {
+  killAllSync();
+  if (haveLock) fs.rmSync(LOCK, { force: true });
+  haveLock = false;
+  if (tmpDir && args.keep) log(`kept ${tmpDir} (--keep)`);
+  else if (tmpDir) fs.rmSync(tmpDir, { recursive: true, force: true });
+  tmpDir = null;
+}
+process.on('exit', cleanup);
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.on(sig, () => {
+    log(`${sig}: stopping everything`);
+    cleanup();
+    process.exit(130);
+  });
+}
+
+/** GET `url` with a fresh connection; resolves status and body. */
+function fetchOnce(url: string): Promise<{ status: number; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { agent: false, timeout: 5000 }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+  });
+}
+
+/** Status 200 and exact bytes for both responses through the contender. */
+async function checkResponses(base: string): Promise<void> {
+  for (const size of ['small', 'large'] as const) {
+    const { status, body } = await fetchOnce(`${base}/${size}`);
+    if (status !== 200) throw new Error(`GET /${size} answered ${status}`);
+    if (!body.equals(BODY[size])) throw new Error(`GET /${size} body differs (${body.length} bytes, expected ${BODY[size].length})`);
+  }
+}
+
+function pinCores(): { proxy: number | undefined; load: number | undefined; note: string } {
+  if (args['no-pin']) return { proxy: undefined, load: undefined, note: 'not pinned (--no-pin)' };
+  if (!which('taskset')) return { proxy: undefined, load: undefined, note: 'not pinned (taskset missing: apt-get install util-linux)' };
+  if (CPUS < 2) return { proxy: undefined, load: undefined, note: 'not pinned (fewer than 2 CPUs)' };
+  return { proxy: 1, load: 0, note: 'proxy alone on core 1; wrk + upstream + this script on core 0' };
+}
+
+async function main(): Promise<number> {
+  if (!which('wrk')) {
+    console.log('wrk is not installed, so the benchmark cannot run. Install it with: sudo apt-get install -y wrk');
+    return 0;
+  }
+  const nginxBin = which('nginx') ?? (fs.existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : null);
+  const upstreamKind: UpstreamChoice = UPSTREAM_ARG === 'nginx' && !nginxBin ? 'raw' : UPSTREAM_ARG;
+  await takeLock();
+  const pin = pinCores();
+  const idle = await boxIdlePct();
+  if (pin.load !== undefined) {
+    // Keep this script off the proxy's core too.
+    const self = start('taskset-self', 'taskset', ['-pc', String(pin.load), String(process.pid)]);
+    await self.exited;
+  }
+  tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'wegate-bench-'));
+  // nginx workers drop to "nobody" when started as root: they must be able to enter the temp dir.
+  fs.chmodSync(tmpDir, 0o755);
+  const tmp = tmpDir;
+  const script = writeWrkScript(tmp);
+
+  const nginxVersion = nginxBin ? versionOf(nginxBin, ['-v']) : null;
+  const wrkVersion = versionOf('wrk', ['--version']);
+  const header = [
+    `wegate bench: Node ${process.version}, ${nginxVersion ?? 'nginx not installed'}, ${wrkVersion ?? 'wrk'}, ${CPUS} CPUs (${os.cpus()[0]?.model ?? '?'})`,
+    `placement: ${pin.note}`,
+    `upstream: ${UPSTREAM_LABEL[upstreamKind]}${upstreamKind !== UPSTREAM_ARG ? ' (nginx missing)' : ''}, bodies ${SMALL_BODY.length} B and ${LARGE_BODY.length} B`,
+    `access log: ${ACCESS_LOG ? 'ON for wegate (JSON lines to a file) and nginx (combined, to a file)' : 'OFF for wegate and nginx'}; minimal-undici logs nothing`,
+    `each case: ${WARMUP} s warm-up + ${DURATION} s measured, wrk -t1 (one thread), loopback only`,
+  ];
+  if (idle < 85)
+    header.push(`WARNING: the machine was only ${idle.toFixed(0)}% idle before the run: req/s will be noisy, CPU µs/req less so`);
+  for (const l of header) log(l);
+
+  const upPort = await freePort();
+  const upstream = startUpstream(upstreamKind, upPort, tmp, pin.load, nginxBin);
+  await waitFor(upstream, 'listening', 10_000, () => canConnect(upPort));
+  const upstreamUrl = `http://127.0.0.1:${upPort}`;
+  await checkResponses(upstreamUrl);
+
+  const results: ContenderResult[] = [];
+  for (const name of CONTENDERS) {
+    const r: ContenderResult = { name, status: 'ok', cases: {}, rss_mb: null, notes: [], problems: [] };
+    results.push(r);
+    if (!ONLY.has(name)) {
+      r.status = 'skipped';
+      r.reason = 'not selected (--only)';
+      continue;
+    }
+    if (name === 'nginx' && !nginxBin) {
+      r.status = 'skipped';
+      r.reason = 'nginx is not installed (sudo apt-get install -y nginx)';
+      log(`nginx: skipped, ${r.reason}`);
+      continue;
+    }
+    let running: Running | null = null;
+    try {
+      log(`${name}: starting`);
+      running = await startContender(name, { tmp, upPort, upstreamUrl, pin, nginxBin });
+      r.notes.push(...running.notes);
+      await checkResponses(running.url);
+      let sent = 2; // the two checks
+      for (const c of CASES) {
+        const url = `${running.url}/${c.size}`;
+        let warm: WrkResult | null = null;
+        if (WARMUP > 0)
+          warm = await runWrk({ url, connections: c.conns, seconds: WARMUP, script, core: pin.load, logFile: path.join(tmp, 'wrk.log') });
+        const res = await measure(running.proc, upstream, url, c.conns, BODY[c.size].length, { script, pin, tmp });
+        if (warm?.errorTotal) res.problems.push(`warm-up: wrk errors ${JSON.stringify(warm.errors)}`);
+        sent += (warm?.requests ?? 0) + res.requests;
+        r.cases[c.key] = res;
+        log(
+          `${name} ${c.key}: ${fmt(res.rps, 0)} req/s, p50 ${fmt(res.p50_ms, 2)} ms, p99 ${fmt(res.p99_ms, 2)} ms` +
+            (res.cpu_us_per_req === null ? '' : `, ${fmt(res.cpu_us_per_req, 1)} µs CPU/req`) +
+            (res.error_total ? `, ${res.error_total} errors` : ''),
+        );
+        if (running.proc && running.proc.exitCode !== null) throw new Error(`${name} exited (${running.proc.exitCode}) during the run`);
+      }
+      await checkResponses(running.url);
+      sent += 2;
+      if (running.proc) r.rss_mb = groupPeakRssMb(running.proc.pid);
+      if (running.finish) {
+        const f = running.finish(sent);
+        r.notes.push(...f.notes);
+        r.problems.push(...f.problems);
+      }
+    } catch (e) {
+      r.status = 'failed';
+      r.reason = (e as Error).message;
+      log(`${name}: FAILED: ${r.reason}`);
+    } finally {
+      if (running?.proc) await stop(running.proc);
+    }
+  }
+  await stop(upstream);
+
+  report(header, results, upstreamKind, idle);
+  const wegate = results.find((r) => r.name === 'wegate');
+  return wegate && wegate.status === 'failed' ? 1 : 0;
+}
+
+function startUpstream(kind: UpstreamChoice, port: number, tmp: string, core: number | undefined, nginxBin: string | null): Started {
+  if (kind !== 'nginx' || !nginxBin) {
+    return start('upstream', NODE, [path.join(ROOT, 'test/bench/upstream.ts'), String(port), kind], {
+      core,
+      stderr: path.join(tmp, 'upstream.err'),
+    });
+  }
+  const dir = path.join(tmp, 'upstream');
+  fs.mkdirSync(path.join(dir, 'www'), { recursive: true, mode: 0o755 });
+  fs.writeFileSync(path.join(dir, 'www', 'small'), SMALL_BODY);
+  fs.writeFileSync(path.join(dir, 'www', 'large'), LARGE_BODY);
+  const conf = path.join(dir, 'nginx.conf');
+  fs.writeFileSync(conf, nginxUpstreamConfig({ dir, port }));
+  return start('upstream', nginxBin, ['-p', dir, '-e', path.join(dir, 'error.log'), '-c', conf], {
+    core,
+    stderr: path.join(dir, 'stderr.log'),
+  });
+}
+
+function tryRead(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+function pidAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Two benches at once would measure each other: wait (bounded) for another run to finish. */
+async function takeLock(): Promise<void> {
+  const deadline = Date.now() + 10 * 60_000;
+  for (let said = false; ; ) {
+    try {
+      fs.writeFileSync(LOCK, String(process.pid), { flag: 'wx' });
+      haveLock = true;
+      return;
+    } catch {
+      const other = Number(tryRead(LOCK).trim());
+      if (!pidAlive(other)) {
+        fs.rmSync(LOCK, { force: true });
+        continue;
+      }
+      if (Date.now() > deadline) throw new Error(`another bench (pid ${other}) still holds ${LOCK} after 10 minutes`);
+      if (!said) log(`another bench is running (pid ${other}); waiting for it so the runs do not measure each other`);
+      said = true;
+      await new Promise((r) => setTimeout(r, 2000));
+    }
+  }
+}
+
+/** % idle of the whole machine over one second (other work on the box makes req/s noisy). */
+async function boxIdlePct(): Promise<number> {
+  const sum = (m: ReturnType<typeof cpuTimes>) =>
+    [...m.values()].reduce((a, v) => ({ busy: a.busy + v.busy, total: a.total + v.total }), { busy: 0, total: 0 });
+  const a = sum(cpuTimes());
+  await new Promise((r) => setTimeout(r, 1000));
+  const b = sum(cpuTimes());
+  return b.total > a.total ? 100 - (100 * (b.busy - a.busy)) / (b.total - a.total) : 100;
+}
+
+interface StartContext {
+  tmp: string;
+  upPort: number;
+  upstreamUrl: string;
+  pin: { proxy: number | undefined; load: number | undefined };
+  nginxBin: string | null;
+}
+
+async function startContender(name: ContenderName, ctx: StartContext): Promise<Running> {
+  if (name === 'direct') return { url: ctx.upstreamUrl, proc: null, notes: ['no proxy: wrk straight to the upstream'] };
+  const port = await freePort();
+  const dir = path.join(ctx.tmp, name);
+  fs.mkdirSync(dir, { mode: 0o755 });
+  const out = path.join(dir, 'stdout.log');
+  const err = path.join(dir, 'stderr.log');
+  const url = `http://127.0.0.1:${port}`;
+  if (name === 'nginx') {
+    const conf = path.join(dir, 'nginx.conf');
+    fs.writeFileSync(conf, nginxConfig({ dir, port, upstreamPort: ctx.upPort, accessLog: ACCESS_LOG }));
+    const p = start('nginx', ctx.nginxBin!, ['-p', dir, '-e', path.join(dir, 'error.log'), '-c', conf], {
+      core: ctx.pin.proxy,
+      stdout: out,
+      stderr: err,
+    });
+    try {
+      await waitFor(p, 'listening', 10_000, () => canConnect(port));
+    } catch (e) {
+      throw new Error(`${(e as Error).message}\n${tail(err, 10)}\n${tail(path.join(dir, 'error.log'), 10)}`);
+    }
+    const accessLog = path.join(dir, 'access.log');
+    return {
+      url,
+      proc: p,
+      notes: [`1 worker, upstream keepalive 64, HTTP/1.1, access_log ${ACCESS_LOG ? 'on' : 'off'}, proxy_max_temp_file_size 0`],
+      finish: (requests) => ({
+        notes: ACCESS_LOG ? [`access log: ${countLines(accessLog)} lines for ${requests} requests`] : [],
+        problems: errorLogProblems(path.join(dir, 'error.log')),
+      }),
+    };
+  }
+  if (name === 'minimal-undici') {
+    const p = start('minimal-undici', NODE, [path.join(ROOT, 'test/bench/minimal-undici-proxy.ts'), String(port), ctx.upstreamUrl], {
+      core: ctx.pin.proxy,
+      stdout: out,
+      stderr: err,
+    });
+    await waitFor(p, 'listening', 10_000, () => canConnect(port)).catch((e: Error) => {
+      throw new Error(`${e.message}\n${tail(err, 10)}`);
+    });
+    return { url, proc: p, notes: ['test/bench/minimal-undici-proxy.ts: Agent.stream, no header policy, no logging'] };
+  }
+  // wegate: the real CLI with a generated config.
+  const adminPort = await freePort();
+  const conf = path.join(dir, 'wegate.yaml');
+  fs.writeFileSync(
+    conf,
+    [
+      '# generated by test/bench/run.ts',
+      'listen:',
+      `  http: "127.0.0.1:${port}"`,
+      'admin:',
+      `  listen: "127.0.0.1:${adminPort}"`,
+      'log:',
+      '  level: info',
+      `  access_log: ${ACCESS_LOG}`,
+      'reload:',
+      '  watch_config: false',
+      'routes:',
+      '  - name: bench',
+      `    upstream: "${ctx.upstreamUrl}"`,
+      '',
+    ].join('\n'),
+  );
+  const p = start('wegate', NODE, [path.join(ROOT, 'src/cli/main.ts'), 'serve', '--config', conf], {
+    core: ctx.pin.proxy,
+    stdout: out,
+    stderr: err,
+    cwd: ROOT,
+  });
+  try {
+    await waitFor(
+      p,
+      'ready (/readyz 200 on the admin listener)',
+      20_000,
+      async () => (await fetchOnce(`http://127.0.0.1:${adminPort}/readyz`)).status === 200,
+    );
+  } catch (e) {
+    throw new Error(`${(e as Error).message}\n--- stderr ---\n${tail(err, 15)}\n--- stdout ---\n${tail(out, 15)}`);
+  }
+  return {
+    url,
+    proc: p,
+    notes: [`node src/cli/main.ts serve, log level info, access_log ${ACCESS_LOG ? 'on' : 'off'} (stdout to a file)`],
+    finish: (requests) => {
+      const lines = fs.readFileSync(out, 'utf8').split('\n');
+      // pino writes the level as a number or, with a formatter, as its label.
+      const bad = lines.filter((l) => /"level":(50|60|"error"|"fatal")[,}]/.test(l));
+      const warn = lines.filter((l) => /"level":(40|"warn")[,}]/.test(l)).length;
+      const notes = [`log: ${lines.filter((l) => l).length} lines for ${requests} requests${warn ? `, ${warn} warnings` : ''}`];
+      const problems = bad.length ? [`${bad.length} error/fatal log lines, first: ${bad[0]!.slice(0, 300)}`] : [];
+      const stderr = tail(err, 5);
+      if (stderr) problems.push(`stderr: ${stderr.slice(0, 300)}`);
+      return { notes, problems };
+    },
+  };
+}
+
+async function measure(
+  proc: Started | null,
+  upstream: Started,
+  url: string,
+  conns: number,
+  bodyLen: number,
+  o: { script: string; pin: { proxy: number | undefined; load: number | undefined }; tmp: string },
+): Promise<CaseResult> {
+  const cpu0 = proc ? groupCpuSeconds(proc.pid) : 0;
+  const up0 = groupCpuSeconds(upstream.pid);
+  const cores0 = cpuTimes();
+  const t0 = process.hrtime.bigint();
+  const logFile = path.join(o.tmp, 'wrk.log');
+  const w = await runWrk({ url, connections: conns, seconds: DURATION, script: o.script, core: o.pin.load, logFile });
+  const wall = Number(process.hrtime.bigint() - t0) / 1e9;
+  const cores1 = cpuTimes();
+  const cpu = proc ? groupCpuSeconds(proc.pid) - cpu0 : 0;
+  const up = groupCpuSeconds(upstream.pid) - up0;
+  const busyPct = (core: number | undefined): number | null => {
+    const a = core === undefined ? undefined : cores0.get(core);
+    const b = core === undefined ? undefined : cores1.get(core);
+    return a && b && b.total > a.total ? (100 * (b.busy - a.busy)) / (b.total - a.total) : null;
+  };
+  const problems: string[] = [];
+  if (w.errorTotal) problems.push(`wrk errors ${JSON.stringify(w.errors)}`);
+  if (w.requests === 0) problems.push('no request completed');
+  const perResp = w.requests ? w.bytes / w.requests : 0;
+  // Headers differ per proxy; the body must be there in full, plus a sane amount of header bytes.
+  if (w.requests && (perResp < bodyLen || perResp > bodyLen + 2048))
+    problems.push(`${perResp.toFixed(0)} bytes per response, body is ${bodyLen}`);
+  if (upstream.exitCode !== null) problems.push(`upstream exited (${upstream.exitCode})`);
+  return {
+    rps: w.rps,
+    p50_ms: w.p50Ms,
+    p99_ms: w.p99Ms,
+    max_ms: w.maxMs,
+    requests: w.requests,
+    cpu_us_per_req: proc && w.requests ? (cpu * 1e6) / w.requests : null,
+    proxy_cpu_pct: proc ? (100 * cpu) / wall : null,
+    load_core_pct: busyPct(o.pin.load),
+    proxy_core_pct: proc ? busyPct(o.pin.proxy) : null,
+    upstream_cpu_pct: (100 * up) / wall,
+    errors: w.errors,
+    error_total: w.errorTotal,
+    bytes_per_response: perResp,
+    problems,
+  };
+}
+
+function versionOf(cmd: string, argv: string[]): string | null {
+  const r = spawnSync(cmd, argv, { encoding: 'utf8', timeout: 5000 });
+  const first = `${r.stdout ?? ''}${r.stderr ?? ''}`.trim().split('\n')[0];
+  // "nginx version: nginx/1.22.1", "wrk debian/4.1.0-3+b2 [epoll] Copyright ..."
+  return first ? first.replace(/^nginx version: /, '').replace(/ \[.*$/, '') : null;
+}
+
+function countLines(file: string): number {
+  try {
+    const s = fs.readFileSync(file, 'utf8');
+    return s ? s.split('\n').length - 1 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+function errorLogProblems(file: string): string[] {
+  const lines = fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n') : [];
+  const bad = lines.filter((l) => /\[(error|crit|alert|emerg)\]/.test(l));
+  return bad.length ? [`${bad.length} error lines in nginx error.log, first: ${bad[0]!.slice(0, 300)}`] : [];
+}
+
+function fmt(n: number | null | undefined, digits: number): string {
+  return n === null || n === undefined || !Number.isFinite(n) ? '-' : n.toFixed(digits);
+}
+
+function round(n: number | null | undefined, digits = 3): number | null {
+  if (n === null || n === undefined || !Number.isFinite(n)) return null;
+  const f = 10 ** digits;
+  return Math.round(n * f) / f;
+}
+
+function ratio(a: number | null | undefined, b: number | null | undefined): number | null {
+  return a === null || a === undefined || b === null || b === undefined || b === 0 ? null : round(a / b);
+}
+
+function report(header: string[], results: ContenderResult[], upstreamKind: UpstreamChoice, idle: number): void {
+  const by = (n: ContenderName): ContenderResult | undefined => results.find((r) => r.name === n && r.status === 'ok');
+  const lines: string[] = ['', ...header, ''];
+  const cols = [
+    'contender',
+    'case',
+    'req/s',
+    'p50 ms',
+    'p99 ms',
+    'max ms',
+    'CPU µs/req',
+    'proxy CPU%',
+    'core1 %',
+    'core0 %',
+    'upstream CPU%',
+    'errors',
+  ];
+  const rows: string[][] = [cols];
+  for (const r of results) {
+    if (r.status !== 'ok') {
+      rows.push([r.name, `${r.status}: ${(r.reason ?? '').split('\n')[0]}`]);
+      continue;
+    }
+    for (const c of CASES) {
+      const x = r.cases[c.key];
+      if (!x) continue;
+      rows.push([
+        r.name,
+        c.key.replace('_', ' '),
+        fmt(x.rps, 0),
+        fmt(x.p50_ms, 2),
+        fmt(x.p99_ms, 2),
+        fmt(x.max_ms, 1),
+        fmt(x.cpu_us_per_req, 1),
+        fmt(x.proxy_cpu_pct, 0),
+        fmt(x.proxy_core_pct, 0),
+        fmt(x.load_core_pct, 0),
+        fmt(x.upstream_cpu_pct, 0),
+        x.problems.length ? `${x.error_total} !` : String(x.error_total),
+      ]);
+    }
+  }
+  const widths = cols.map((_, i) => Math.max(...rows.filter((r) => r.length === cols.length).map((r) => (r[i] ?? '').length)));
+  for (const row of rows) {
+    if (row.length !== cols.length) lines.push(row.join('  '));
+    else lines.push(row.map((v, i) => (i < 2 ? v.padEnd(widths[i]!) : v.padStart(widths[i]!))).join('  '));
+  }
+  lines.push('');
+  for (const r of results) {
+    if (r.status === 'ok') {
+      lines.push(`${r.name}: ${[r.rss_mb === null ? null : `peak RSS ${fmt(r.rss_mb, 1)} MB`, ...r.notes].filter(Boolean).join('; ')}`);
+      for (const c of CASES) for (const p of r.cases[c.key]?.problems ?? []) lines.push(`  ! ${r.name} ${c.key}: ${p}`);
+      for (const p of r.problems) lines.push(`  ! ${r.name}: ${p}`);
+    } else if (r.status === 'failed') lines.push(`${r.name}: FAILED\n  ${(r.reason ?? '').split('\n').join('\n  ')}`);
+  }
+
+  const w = by('wegate');
+  const n = by('nginx');
+  const m = by('minimal-undici');
+  const d = by('direct');
+  const cpuN = n?.cases.small_c64?.cpu_us_per_req;
+  const cpuW = w?.cases.small_c64?.cpu_us_per_req;
+  const json = {
+    wegate_vs_nginx_small_c64: ratio(w?.cases.small_c64?.rps, n?.cases.small_c64?.rps),
+    wegate_vs_nginx_large_c64: ratio(w?.cases.large_c64?.rps, n?.cases.large_c64?.rps),
+    p99_c1_added_ms_vs_nginx: w?.cases.small_c1 && n?.cases.small_c1 ? round(w.cases.small_c1.p99_ms - n.cases.small_c1.p99_ms) : null,
+    cpu_per_req_vs_nginx: ratio(cpuW, cpuN),
+    rss_mb: round(w?.rss_mb, 1),
+    wegate_vs_direct_small_c64: ratio(w?.cases.small_c64?.rps, d?.cases.small_c64?.rps),
+    wegate_vs_direct_large_c64: ratio(w?.cases.large_c64?.rps, d?.cases.large_c64?.rps),
+    wegate_vs_minimal_undici_small_c64: ratio(w?.cases.small_c64?.rps, m?.cases.small_c64?.rps),
+    wegate_vs_minimal_undici_large_c64: ratio(w?.cases.large_c64?.rps, m?.cases.large_c64?.rps),
+    cpu_per_req_vs_minimal_undici: ratio(cpuW, m?.cases.small_c64?.cpu_us_per_req),
+    minimal_undici_vs_nginx_small_c64: ratio(m?.cases.small_c64?.rps, n?.cases.small_c64?.rps),
+    nginx_vs_direct_small_c64: ratio(n?.cases.small_c64?.rps, d?.cases.small_c64?.rps),
+    targets: {} as Record<string, boolean | null>,
+    errors: Object.fromEntries(
+      results.map((r) => [r.name, r.status === 'ok' ? CASES.reduce((s, c) => s + (r.cases[c.key]?.error_total ?? 0), 0) : null]),
+    ),
+    problems: Object.fromEntries(
+      results.map((r) => [
+        r.name,
+        r.status === 'failed' ? [r.reason ?? 'failed'] : [...r.problems, ...CASES.flatMap((c) => r.cases[c.key]?.problems ?? [])],
+      ]),
+    ),
+    results: Object.fromEntries(
+      results.map((r) => [
+        r.name,
+        r.status !== 'ok'
+          ? { status: r.status, reason: (r.reason ?? '').split('\n')[0] }
+          : {
+              status: r.status,
+              rss_mb: round(r.rss_mb, 1),
+              ...Object.fromEntries(
+                CASES.map((c) => {
+                  const x = r.cases[c.key];
+                  return [
+                    c.key,
+                    x && {
+                      rps: round(x.rps, 0),
+                      p50_ms: round(x.p50_ms),
+                      p99_ms: round(x.p99_ms),
+                      cpu_us_per_req: round(x.cpu_us_per_req, 1),
+                      proxy_cpu_pct: round(x.proxy_cpu_pct, 0),
+                      proxy_core_pct: round(x.proxy_core_pct, 0),
+                      load_core_pct: round(x.load_core_pct, 0),
+                      upstream_cpu_pct: round(x.upstream_cpu_pct, 0),
+                      errors: x.error_total,
+                    },
+                  ];
+                }),
+              ),
+            },
+      ]),
+    ),
+    meta: {
+      node: process.version,
+      duration_s: DURATION,
+      warmup_s: WARMUP,
+      access_log: ACCESS_LOG,
+      upstream: upstreamKind,
+      pinned: !args['no-pin'] && which('taskset') !== null && CPUS >= 2,
+      cpus: CPUS,
+      idle_pct_before: round(idle, 0),
+      loadavg: os.loadavg().map((x) => round(x, 2)),
+    },
+  };
+  const t = json.targets;
+  t['small_c64_vs_nginx_ge_0.33'] =
+    json.wegate_vs_nginx_small_c64 === null ? null : json.wegate_vs_nginx_small_c64 >= TARGETS.small_c64_vs_nginx_min;
+  t['cpu_per_req_vs_nginx_le_3.5'] =
+    json.cpu_per_req_vs_nginx === null ? null : json.cpu_per_req_vs_nginx <= TARGETS.cpu_per_req_vs_nginx_max;
+  t['p99_c1_added_ms_le_1'] = json.p99_c1_added_ms_vs_nginx === null ? null : json.p99_c1_added_ms_vs_nginx <= TARGETS.p99_c1_added_ms_max;
+  t['rss_mb_lt_150'] = json.rss_mb === null ? null : json.rss_mb < TARGETS.rss_mb_max;
+
+  lines.push('');
+  const show = (v: number | null, suffix = ''): string => (v === null ? 'n/a' : `${v}${suffix}`);
+  lines.push(
+    `wegate vs nginx (1 worker): small c64 ${show(json.wegate_vs_nginx_small_c64, '×')}, large c64 ${show(json.wegate_vs_nginx_large_c64, '×')}, ` +
+      `CPU/request ${show(json.cpu_per_req_vs_nginx, '×')}, p99 c1 added ${show(json.p99_c1_added_ms_vs_nginx, ' ms')}`,
+  );
+  lines.push(
+    `wegate vs minimal-undici: small c64 ${show(json.wegate_vs_minimal_undici_small_c64, '×')}, large c64 ${show(json.wegate_vs_minimal_undici_large_c64, '×')}, CPU/request ${show(json.cpu_per_req_vs_minimal_undici, '×')}`,
+  );
+  lines.push(
+    `wegate vs direct: small c64 ${show(json.wegate_vs_direct_small_c64, '×')}, large c64 ${show(json.wegate_vs_direct_large_c64, '×')}`,
+  );
+  lines.push(`minimal-undici vs nginx: small c64 ${show(json.minimal_undici_vs_nginx_small_c64, '×')}`);
+  lines.push(
+    `targets: ${Object.entries(t)
+      .map(([k, v]) => `${k} ${v === null ? 'n/a' : v ? 'met' : 'MISSED'}`)
+      .join(', ')}`,
+  );
+  lines.push(
+    '(CPU µs/req and proxy CPU%: the proxy process group’s own user+sys CPU; core1 %: busy share of the proxy core; ' +
+      'core0 %: busy share of the wrk+upstream core — near 100 means the load side, not the proxy, may be the limit; ! = see problems)',
+  );
+  console.log(lines.join('\n'));
+  console.log(JSON.stringify(json));
+}
+
+main().then(
+  (code) => {
+    cleanup();
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    log(`error: ${(e as Error).stack ?? String(e)}`);
+    cleanup();
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,63 @@
+import t from 'tap';
+import { parseTarget, pathHasPrefix } from '../../src/core/http.ts';
+
+t.test('parseTarget: normalises paths when they are valid', async (t) => {
+  const cases: [name: string, target: string, path: string, query: string][] = [
+    ['root', '/', '/', ''],
+    ['plain', '/a/b', '/a/b', ''],
+    ['trailing slash kept', '/a/b/', '/a/b/', ''],
+    ['repeated slashes merged', '/a//b///c', '/a/b/c', ''],
+    ['leading double slash cannot become an authority', '//evil.com/x', '/evil.com/x', ''],
+    ['single dot removed', '/a/./b', '/a/b', ''],
+    ['dot-dot resolved', '/public/../admin', '/admin', ''],
+    ['encoded dot-dot resolved', '/public/%2e%2e/admin', '/admin', ''],
+    ['mixed-case encoded dots', '/a/b/.%2E/c', '/a/c', ''],
+    ['dot-dot at end keeps directory form', '/a/b/..', '/a/', ''],
+    ['query untouched', '/x?y=1/../&z=%2f', '/x', '?y=1/../&z=%2f'],
+    ['other escapes kept encoded', '/%E4%B8%AD/a%20b', '/%E4%B8%AD/a%20b', ''],
+    ['double-encoded dots are not dots', '/a/%252e%252e/b', '/a/%252e%252e/b', ''],
+    ['trailing semicolon is data', '/WW_verify_abc.txt;', '/WW_verify_abc.txt;', ''],
+  ];
+  for (const [name, target, path, query] of cases) {
+    const r = parseTarget(target);
+    t.same(r, { ok: true, rawPath: target.split('?')[0], path, query }, name);
+  }
+});
+
+t.test('parseTarget: rejects targets when they could escape a prefix or confuse a backend', async (t) => {
+  const cases: [name: string, target: string | undefined, code: string][] = [
+    ['missing', undefined, 'WG_BAD_REQUEST'],
+    ['absolute-form', 'http://evil.example/x', 'WG_BAD_REQUEST'],
+    ['asterisk-form', '*', 'WG_BAD_REQUEST'],
+    ['authority-form', 'evil.example:443', 'WG_BAD_REQUEST'],
+    ['climbs above root', '/../etc/passwd', 'WG_BAD_PATH'],
+    ['encoded climb above root', '/%2e%2e/%2e%2e/etc/passwd', 'WG_BAD_PATH'],
+    ['climb after resolving', '/a/../../b', 'WG_BAD_PATH'],
+    ['encoded slash', '/public%2f..%2fadmin', 'WG_BAD_PATH'],
+    ['encoded slash lower-case', '/a%2Fb', 'WG_BAD_PATH'],
+    ['raw backslash', '/a\\..\\b', 'WG_BAD_PATH'],
+    ['encoded backslash', '/a%5c..%5cb', 'WG_BAD_PATH'],
+    ['encoded NUL', '/WW_verify_a.txt%00.html', 'WG_BAD_PATH'],
+    ['overlong UTF-8 dot', '/%c0%ae%c0%ae/x', 'WG_BAD_PATH'],
+    ['truncated escape', '/a%2', 'WG_BAD_PATH'],
+    ['non-hex escape', '/a%zz', 'WG_BAD_PATH'],
+    ['control character', '/a\tb', 'WG_BAD_PATH'],
+  ];
+  for (const [name, target, code] of cases) {
+    const r = parseTarget(target);
+    t.equal(r.ok, false, `${name}: rejected`);
+    if (!r.ok) t.equal(r.code, code, `${name}: ${code}`);
+  }
+});
+
+t.test('pathHasPrefix: matches on segment boundaries only', async (t) => {
+  const cases: [path: string, prefix: string, expected: boolean][] = [
+    ['/api', '/api', true],
+    ['/api/x', '/api', true],
+    ['/apix', '/api', false],
+    ['/api/x', '/api/', true],
+    ['/api', '/api/', false],
+    ['/anything', '/', true],
+  ];
+  for (const [path, prefix, expected] of cases) t.equal(pathHasPrefix(path, prefix), expected, `${path} under ${prefix}`);
+});

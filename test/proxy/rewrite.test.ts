@@ -1,0 +1,210 @@
+import t from 'tap';
+import type { RequestContext } from '../../src/core/http.ts';
+import { rewriteRefresh, rewriteSetCookie, rewriteUrl } from '../../src/proxy/rewrite.ts';
+import { buildRouteTable, type CompiledRoute } from '../../src/proxy/routes.ts';
+import { CA_FILE, request, route, startFront, startTlsUpstream, startUpstream } from './helpers.ts';
+
+const table = buildRouteTable([
+  route({ name: 'api1', host: 'api1.school.test', upstream: 'https://hub.upstream.test:8080' }),
+  route({ name: 'api2', host: 'api2.school.test', upstream: 'https://open.upstream.test' }),
+  route({ name: 'mount', host: 'school.test', path: '/api1/', strip_prefix: true, upstream: 'https://hub.upstream.test:8080' }),
+  route({ name: 'wild', host: '*.dept.test', upstream: 'http://wild.internal:8081' }),
+  route({ name: 'based', host: 'based.test', upstream: 'http://base.internal/app' }),
+  route({ name: 'based-strip', host: 'bs.test', path: '/m', strip_prefix: true, upstream: 'http://bs.internal/app/' }),
+]);
+const byName = (n: string) => table.routes.find((r) => r.name === n) as CompiledRoute;
+
+function ctxFor(authority: string, secure = true): RequestContext {
+  return {
+    id: 'r',
+    startedAt: 0n,
+    clientIp: '127.0.0.1',
+    secure,
+    host: authority.split(':')[0] as string,
+    authority,
+    rawPath: '/',
+    path: '/',
+    query: '',
+  };
+}
+
+t.test('rewriteUrl: maps upstream URLs to the public origin when they point at any upstream in the table', async (t) => {
+  const cases: [name: string, routeName: string, authority: string, value: string, expected: string | undefined][] = [
+    [
+      'own upstream, :8080 dropped',
+      'api1',
+      'api1.school.test',
+      'https://hub.upstream.test:8080/x?y=1#z',
+      'https://api1.school.test/x?y=1#z',
+    ],
+    ['host compared case-insensitively', 'api1', 'api1.school.test', 'https://HUB.Upstream.test:8080/x', 'https://api1.school.test/x'],
+    ['empty path becomes /', 'api1', 'api1.school.test', 'https://hub.upstream.test:8080', 'https://api1.school.test/'],
+    ['query without path', 'api1', 'api1.school.test', 'https://hub.upstream.test:8080?a=1', 'https://api1.school.test/?a=1'],
+    ['protocol-relative', 'api1', 'api1.school.test', '//hub.upstream.test:8080/p', 'https://api1.school.test/p'],
+    ['userinfo dropped', 'api1', 'api1.school.test', 'https://u:p@hub.upstream.test:8080/p', 'https://api1.school.test/p'],
+    ['request port kept', 'api1', 'api1.school.test:8443', 'https://hub.upstream.test:8080/p', 'https://api1.school.test:8443/p'],
+    ['default port written out', 'api2', 'api2.school.test', 'https://open.upstream.test:443/login', 'https://api2.school.test/login'],
+    ['default port omitted', 'api2', 'api2.school.test', 'https://open.upstream.test/login', 'https://api2.school.test/login'],
+    ['other route with exact host', 'api1', 'api1.school.test', 'https://open.upstream.test/login', 'https://api2.school.test/login'],
+    [
+      'other route keeps the request port',
+      'api2',
+      'api2.school.test:8443',
+      'https://hub.upstream.test:8080/x',
+      'https://api1.school.test:8443/x',
+    ],
+    [
+      'current route preferred among routes to one upstream',
+      'mount',
+      'school.test',
+      'https://hub.upstream.test:8080/x',
+      'https://school.test/api1/x',
+    ],
+    ['strip_prefix mapped back at the root', 'mount', 'school.test', 'https://hub.upstream.test:8080/', 'https://school.test/api1/'],
+    [
+      'wildcard route answers on the request origin',
+      'api1',
+      'api1.school.test',
+      'http://wild.internal:8081/w',
+      'https://api1.school.test/w',
+    ],
+    ['base path mapped back', 'based', 'based.test', 'http://base.internal/app/p?q', 'https://based.test/p?q'],
+    ['base path root', 'based', 'based.test', 'http://base.internal/app', 'https://based.test/'],
+    ['base path and strip_prefix mapped back', 'based-strip', 'bs.test', 'http://bs.internal/app/x', 'https://bs.test/m/x'],
+    ['outside the base path: origin hidden, path kept', 'based', 'based.test', 'http://base.internal/other', 'https://based.test/other'],
+    ['plain HTTP request', 'api1', 'api1.school.test', 'https://hub.upstream.test:8080/x', 'http://api1.school.test/x'],
+    ['other scheme on the same host and port: not an upstream', 'api1', 'api1.school.test', 'http://hub.upstream.test:8080/x', undefined],
+    ['other port: not an upstream', 'api1', 'api1.school.test', 'https://hub.upstream.test/x', undefined],
+    ['relative', 'api1', 'api1.school.test', '/relative', undefined],
+    ['foreign site', 'api1', 'api1.school.test', 'https://open.weixin.qq.com/connect', undefined],
+    ['not http', 'api1', 'api1.school.test', 'ftp://hub.upstream.test:8080/x', undefined],
+  ];
+  for (const [name, routeName, authority, value, expected] of cases) {
+    const ctx = ctxFor(authority, name !== 'plain HTTP request');
+    t.equal(rewriteUrl(value, byName(routeName), table, ctx), expected, name);
+  }
+});
+
+t.test('rewriteRefresh: rewrites the URL part when the header redirects to an upstream', async (t) => {
+  const r = byName('api1');
+  const ctx = ctxFor('api1.school.test');
+  t.equal(rewriteRefresh('0; url=https://hub.upstream.test:8080/x', r, table, ctx), '0; url=https://api1.school.test/x');
+  t.equal(rewriteRefresh("5;URL='https://open.upstream.test/a'", r, table, ctx), "5;URL='https://api2.school.test/a'");
+  t.equal(rewriteRefresh('3, https://hub.upstream.test:8080/', r, table, ctx), '3, https://api1.school.test/');
+  t.equal(rewriteRefresh('3', r, table, ctx), undefined, 'no URL');
+  t.equal(rewriteRefresh('0; url=/local', r, table, ctx), undefined, 'relative URL');
+});
+
+t.test('rewriteSetCookie: fits Domain and Path to the public site and drops gateway cookies when relaying', async (t) => {
+  const cases: [name: string, routeName: string, value: string, rewrite: boolean, expected: string | undefined][] = [
+    ['domain of the upstream host removed', 'api1', 'sid=1; Domain=hub.upstream.test; Path=/; HttpOnly', true, 'sid=1; Path=/; HttpOnly'],
+    ['parent domain of the upstream removed', 'api1', 'sid=1; domain=.Upstream.test; Secure', true, 'sid=1; Secure'],
+    ['unrelated domain kept', 'api1', 'sid=1; Domain=school.test', true, 'sid=1; Domain=school.test'],
+    ['no attributes', 'api1', 'sid=1', true, 'sid=1'],
+    ['path mapped through strip_prefix', 'mount', 'a=1; Path=/x', true, 'a=1; Path=/api1/x'],
+    ['root path mapped through strip_prefix', 'mount', 'a=1; Path=/', true, 'a=1; Path=/api1/'],
+    ['path mapped through the base path', 'based', 'a=1; Path=/app/p', true, 'a=1; Path=/p'],
+    ['base path root', 'based', 'a=1; Path=/app', true, 'a=1; Path=/'],
+    ['path outside the base path widened to the mount', 'based', 'a=1; Path=/', true, 'a=1; Path=/'],
+    ['path outside base and strip', 'based-strip', 'a=1; Path=/', true, 'a=1; Path=/m/'],
+    ['path untouched when the mount is unchanged', 'api1', 'a=1; Path=/deep', true, 'a=1; Path=/deep'],
+    [
+      'switch off keeps Domain and Path',
+      'mount',
+      'sid=1; Domain=hub.upstream.test; Path=/x',
+      false,
+      'sid=1; Domain=hub.upstream.test; Path=/x',
+    ],
+    ['gateway cookie dropped', 'api1', 'wegate_session=forged; Path=/', true, undefined],
+    ['gateway cookie dropped with rewriting off', 'api1', 'wegate_session=forged', false, undefined],
+    ['gateway cookie name case-insensitive', 'api1', 'WeGate_State=x', true, undefined],
+    ['gateway cookie behind __Host-', 'api1', '__Host-wegate_session=x; Path=/; Secure', true, undefined],
+    ['gateway cookie with spaces', 'api1', '  wegate_x =1', true, undefined],
+    ['similar but not a gateway cookie', 'api1', 'wegatex=1', true, 'wegatex=1'],
+  ];
+  for (const [name, routeName, value, rewrite, expected] of cases)
+    t.equal(rewriteSetCookie(value, byName(routeName), rewrite), expected, name);
+});
+
+t.test(
+  'proxy: rewrites Location, Content-Location, Refresh and Set-Cookie when upstreams on two ports redirect across routes',
+  async (t) => {
+    let httpsPort = 0;
+    let httpPort = 0;
+    const hub = await startTlsUpstream(t, (req, res) => {
+      const h: Record<string, string | string[]> = {};
+      if (req.url === '/self') h.location = `https://localhost:${httpsPort}/next?x=1`;
+      if (req.url === '/cross') h.location = `http://127.0.0.1:${httpPort}/login`;
+      if (req.url === '/cross-base') h.location = `http://127.0.0.1:${httpPort}/base/deep`;
+      if (req.url === '/external') h.location = 'https://open.weixin.qq.com/connect/oauth2/authorize?appid=x';
+      if (req.url === '/relative') h.location = '/just/here';
+      h['content-location'] = `https://localhost:${httpsPort}/doc`;
+      h.refresh = `0; url=https://LOCALHOST:${httpsPort}/r`;
+      h['set-cookie'] = ['sid=abc; Domain=localhost; Path=/; HttpOnly', 'wegate_session=forged; Path=/', 'pref=1'];
+      res.writeHead(
+        req.url === '/self' || req.url?.startsWith('/cross') || req.url === '/external' || req.url === '/relative' ? 302 : 200,
+        h,
+      );
+      res.end();
+    });
+    const b = await startUpstream(t, (_req, res) => {
+      res.writeHead(302, { location: `http://127.0.0.1:${httpPort}/base/after`, 'set-cookie': 'bs=1; Path=/base/' });
+      res.end();
+    });
+    httpsPort = hub.port;
+    httpPort = b.port;
+    const front = await startFront(t, [
+      route({
+        host: 'api1.school.test',
+        upstream: `https://localhost:${hub.port}`,
+        tls: { ca_file: CA_FILE, insecure_skip_verify: false },
+      }),
+      route({ host: 'api2.school.test', upstream: `http://127.0.0.1:${b.port}` }),
+      route({ host: 'school.test', path: '/b/', strip_prefix: true, upstream: `http://127.0.0.1:${b.port}/base` }),
+      route({
+        host: 'raw.test',
+        upstream: `https://localhost:${hub.port}`,
+        tls: { ca_file: CA_FILE, insecure_skip_verify: false },
+        rewrite: { location: false, cookies: false },
+      }),
+    ]);
+    const get = (path: string, host: string) => request(front.origin, path, { headers: { host } });
+
+    const self = await get('/self', 'api1.school.test:8443');
+    t.equal(self.status, 302);
+    t.equal(self.headers.location, 'http://api1.school.test:8443/next?x=1', 'own upstream → own public origin');
+    t.equal(self.headers['content-location'], 'http://api1.school.test:8443/doc');
+    t.equal(self.headers.refresh, '0; url=http://api1.school.test:8443/r');
+    t.same(self.headers['set-cookie'], ['sid=abc; Path=/; HttpOnly', 'pref=1'], 'Domain removed, gateway cookie dropped');
+    t.notMatch(JSON.stringify(self.headers), new RegExp(`:${hub.port}|localhost`), 'the upstream origin never leaks');
+
+    t.equal(
+      (await get('/cross', 'api1.school.test')).headers.location,
+      'http://api2.school.test/login',
+      'other upstream → that route host',
+    );
+    t.equal(
+      (await get('/cross-base', 'api1.school.test')).headers.location,
+      'http://school.test/b/deep',
+      'other route with base path and strip_prefix',
+    );
+    t.equal(
+      (await get('/external', 'api1.school.test')).headers.location,
+      'https://open.weixin.qq.com/connect/oauth2/authorize?appid=x',
+      'foreign URL untouched',
+    );
+    t.equal((await get('/relative', 'api1.school.test')).headers.location, '/just/here', 'relative untouched');
+
+    const mounted = await get('/b/x', 'school.test');
+    t.equal(mounted.headers.location, 'http://school.test/b/after', 'base path mapped back on the mounted route');
+    t.same(mounted.headers['set-cookie'], ['bs=1; Path=/b/'], 'cookie path mapped back');
+
+    const raw = await get('/self', 'raw.test');
+    t.equal(raw.headers.location, `https://localhost:${hub.port}/next?x=1`, 'rewrite.location: false leaves Location');
+    t.same(
+      raw.headers['set-cookie'],
+      ['sid=abc; Domain=localhost; Path=/; HttpOnly', 'pref=1'],
+      'rewrite.cookies: false still drops gateway cookies',
+    );
+  },
+);

@@ -1,0 +1,206 @@
+import { once } from 'node:events';
+import http from 'node:http';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import net from 'node:net';
+import t from 'tap';
+import { WebSocket, WebSocketServer } from 'ws';
+import { CA_FILE, type Front, headerNames, rawExchange, route, startFront, tlsFile } from './helpers.ts';
+
+interface WsUpstream {
+  readonly port: number;
+  /** Raw headers and URL of every handshake the upstream accepted. */
+  readonly seen: { url: string; rawHeaders: string[]; servername?: string | false | null | undefined }[];
+}
+
+/** An echo WebSocket upstream (plain or TLS with upstream.pem from the test CA). */
+async function startWsUpstream(t: { teardown(fn: () => unknown): void }, secure = false): Promise<WsUpstream> {
+  const server = secure ? https.createServer({ cert: tlsFile('upstream.pem'), key: tlsFile('upstream.key') }) : http.createServer();
+  const wss = new WebSocketServer({ server });
+  const seen: WsUpstream['seen'] = [];
+  wss.on('connection', (ws, req) => {
+    seen.push({ url: req.url ?? '', rawHeaders: req.rawHeaders, servername: (req.socket as import('node:tls').TLSSocket).servername });
+    ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
+    ws.on('error', () => {});
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(async () => {
+    for (const c of wss.clients) c.terminate();
+    wss.close();
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
+  return { port: (server.address() as AddressInfo).port, seen };
+}
+
+function connect(front: Front, path: string, headers: Record<string, string>): WebSocket {
+  const ws = new WebSocket(`ws://127.0.0.1:${front.port}${path}`, { headers });
+  ws.on('error', () => {});
+  return ws;
+}
+
+async function echo(ws: WebSocket, text: string): Promise<string> {
+  const reply = once(ws, 'message');
+  ws.send(text);
+  const [data] = (await reply) as [Buffer];
+  return data.toString();
+}
+
+async function openGauge(front: Front): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const v of (await front.metrics.websocketsOpen.get()).values) out[String(v.labels.route)] = v.value;
+  return out;
+}
+
+/** Status line the client got when the upgrade was refused. */
+function refusal(ws: WebSocket): Promise<number> {
+  return new Promise((resolve, reject) => {
+    ws.on('unexpected-response', (_req, res) => {
+      resolve(res.statusCode ?? 0);
+      res.resume();
+    });
+    ws.on('open', () => reject(new Error('upgrade unexpectedly accepted')));
+    ws.on('close', () => resolve(-1));
+  });
+}
+
+t.test('proxy websocket: echoes through the proxy on the forwarded path when the route allows upgrades', async (t) => {
+  const up = await startWsUpstream(t);
+  const front = await startFront(t, [
+    route({ name: 'chat', host: 'school.test', path: '/ws/', strip_prefix: true, upstream: `http://127.0.0.1:${up.port}/base` }),
+  ]);
+  const ws = connect(front, '/ws/room/../lobby?u=1', { host: 'school.test' });
+  await once(ws, 'open');
+  t.equal(await echo(ws, 'hello 你好'), 'hello 你好');
+  t.equal(up.seen[0]?.url, '/base/lobby?u=1', 'normalised path, prefix stripped, base path added');
+  t.equal(front.proxy.openWebSockets, 1);
+  t.same(await openGauge(front), { chat: 1 });
+  ws.close();
+  await once(ws, 'close');
+  // The gateway side closes right after; wait for the gauge without timing assumptions.
+  for (let i = 0; i < 100 && front.proxy.openWebSockets !== 0; i++) await new Promise((r) => setTimeout(r, 20));
+  t.equal(front.proxy.openWebSockets, 0);
+  t.same(await openGauge(front), { chat: 0 });
+});
+
+t.test('proxy websocket: connects to a wss upstream with the route CA and SNI when the upstream is HTTPS', async (t) => {
+  const up = await startWsUpstream(t, true);
+  const front = await startFront(t, [
+    route({ name: 'secure', upstream: `https://localhost:${up.port}`, tls: { ca_file: CA_FILE, insecure_skip_verify: false } }),
+  ]);
+  const ws = connect(front, '/live', { host: 'api1.school.test' });
+  await once(ws, 'open');
+  t.equal(await echo(ws, 'over tls'), 'over tls');
+  t.equal(up.seen[0]?.servername, 'localhost');
+  const names = headerNames(up.seen[0]?.rawHeaders ?? []);
+  t.equal(up.seen[0]?.rawHeaders[names.indexOf('host') * 2 + 1], `localhost:${up.port}`);
+  ws.close();
+});
+
+t.test('proxy websocket: refuses with 502 WG_UPSTREAM_TLS when the wss upstream is not trusted', async (t) => {
+  const up = await startWsUpstream(t, true);
+  const front = await startFront(t, [route({ name: 'untrusted', upstream: `https://localhost:${up.port}` })]);
+  t.equal(await refusal(connect(front, '/live', { host: 'a.test' })), 502);
+  t.equal(up.seen.length, 0);
+  const v = (await front.metrics.upstreamErrors.get()).values.find((x) => x.labels.route === 'untrusted');
+  t.equal(v?.labels.kind, 'tls');
+});
+
+t.test('proxy websocket: never forwards spoofed forwarding or identity headers when a client upgrades', async (t) => {
+  const up = await startWsUpstream(t);
+  const front = await startFront(t, [route({ upstream: `http://127.0.0.1:${up.port}` })]);
+  // Raw handshake: a WebSocket client library would not let us nominate headers in Connection.
+  const handshake = [
+    'GET / HTTP/1.1',
+    'Host: api1.school.test',
+    'Connection: Upgrade, X-Nominated',
+    'Upgrade: websocket',
+    'Sec-WebSocket-Version: 13',
+    'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
+    'X-Nominated: hidden',
+    'X-Forwarded-For: 1.2.3.4',
+    'X-Forwarded-Host: evil.test',
+    'Forwarded: for=1.2.3.4',
+    'X-Real-IP: 1.2.3.4',
+    'X-Wegate-User: admin',
+    'x-WEGATE-corp: ww1',
+    'X_Wegate_User: admin',
+    'Proxy-Authorization: Basic eA==',
+    '',
+    '',
+  ].join('\r\n');
+  const answer = await rawExchange(front.port, handshake, /\r\n\r\n/);
+  t.match(answer, /^HTTP\/1\.1 101 /);
+  const raw = up.seen[0]?.rawHeaders ?? [];
+  const names = headerNames(raw);
+  for (const bad of ['x-nominated', 'forwarded', 'x-wegate-user', 'x-wegate-corp', 'x_wegate_user', 'proxy-authorization']) {
+    t.notOk(names.includes(bad), `${bad} not forwarded`);
+  }
+  const get = (h: string) => raw[names.indexOf(h) * 2 + 1];
+  t.equal(names.filter((n) => n === 'x-forwarded-for').length, 1);
+  t.equal(get('x-forwarded-for'), '127.0.0.1');
+  t.equal(get('x-real-ip'), '127.0.0.1');
+  t.equal(get('x-forwarded-host'), 'api1.school.test');
+  t.equal(get('x-forwarded-proto'), 'http');
+  t.match(get('connection') ?? '', /upgrade/i);
+});
+
+t.test('proxy websocket: refuses with 404 on the socket when the route disables WebSocket', async (t) => {
+  const up = await startWsUpstream(t);
+  const front = await startFront(t, [route({ upstream: `http://127.0.0.1:${up.port}`, websocket: false })]);
+  t.equal(await refusal(connect(front, '/', { host: 'a.test' })), 404);
+  t.equal(up.seen.length, 0);
+});
+
+t.test('proxy websocket: refuses with 502 on the socket when the upstream is down', async (t) => {
+  const s = net.createServer();
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+  const port = (s.address() as AddressInfo).port;
+  await new Promise((resolve) => s.close(resolve));
+  const front = await startFront(t, [route({ name: 'down', upstream: `http://127.0.0.1:${port}` })]);
+  t.equal(await refusal(connect(front, '/', { host: 'a.test' })), 502);
+  t.equal(front.proxy.openWebSockets, 0);
+});
+
+t.test('proxy websocket: relays a non-upgrade answer without gateway cookies when the upstream refuses the handshake', async (t) => {
+  const server = http.createServer((_req, res) => {
+    res.writeHead(403, { 'set-cookie': ['wegate_session=forged', 'ok=1'], 'content-length': '2' });
+    res.end('no');
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise((resolve) => server.close(resolve)));
+  const front = await startFront(t, [route({ upstream: `http://127.0.0.1:${(server.address() as AddressInfo).port}` })]);
+  const ws = connect(front, '/', { host: 'a.test' });
+  const res = await new Promise<http.IncomingMessage>((resolve) => ws.on('unexpected-response', (_req, r) => resolve(r)));
+  res.resume();
+  t.equal(res.statusCode, 403);
+  t.same(res.headers['set-cookie'], ['ok=1']);
+});
+
+t.test('proxy websocket: closes open WebSockets when closeWebSockets() is called', async (t) => {
+  const up = await startWsUpstream(t);
+  const front = await startFront(t, [route({ name: 'drain', upstream: `http://127.0.0.1:${up.port}` })]);
+  const a = connect(front, '/a', { host: 'a.test' });
+  const b = connect(front, '/b', { host: 'a.test' });
+  await Promise.all([once(a, 'open'), once(b, 'open')]);
+  t.equal(front.proxy.openWebSockets, 2);
+  const closed = Promise.all([once(a, 'close'), once(b, 'close')]);
+  front.proxy.closeWebSockets();
+  await closed;
+  t.equal(front.proxy.openWebSockets, 0);
+  t.same(await openGauge(front), { drain: 0 });
+});
+
+t.test('proxy websocket: closes a WebSocket when it stays idle past idle_ms', async (t) => {
+  const up = await startWsUpstream(t);
+  const front = await startFront(t, [
+    route({ name: 'idle', upstream: `http://127.0.0.1:${up.port}`, timeouts: { connect_ms: 1000, response_ms: 1000, idle_ms: 300 } }),
+  ]);
+  const ws = connect(front, '/', { host: 'a.test' });
+  await once(ws, 'open');
+  t.equal(await echo(ws, 'ping'), 'ping');
+  await once(ws, 'close');
+  t.pass('closed by the gateway after inactivity');
+  for (let i = 0; i < 100 && front.proxy.openWebSockets !== 0; i++) await new Promise((r) => setTimeout(r, 20));
+  t.equal(front.proxy.openWebSockets, 0);
+});
