@@ -4,9 +4,12 @@
  * the deadline, silent sockets never keep the process alive).
  */
 import { once } from 'node:events';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { Agent } from 'node:http';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
 import { Registry } from 'prom-client';
 import t from 'tap';
 import { WebSocket } from 'ws';
@@ -14,6 +17,7 @@ import { createGateway } from '../src/app.ts';
 import type { Config } from '../src/config/schema.ts';
 import {
   ADMIN,
+  CA,
   captureLogger,
   LOOPBACK,
   makeConfig,
@@ -96,6 +100,22 @@ t.test('gateway: a failing reload keeps the running config and is counted', asyn
   t.match(m, /result="invalid"\} 1/);
 });
 
+t.test('gateway: reload swaps the verification files', async (t) => {
+  const a = await startUpstream(t, 'A');
+  const dirs = await Promise.all([1, 2].map(() => mkdtemp(join(tmpdir(), 'wegate-vf-'))));
+  t.teardown(() => Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true }))));
+  await writeFile(join(dirs[0] as string, 'WW_verify_one.txt'), 'one');
+  await writeFile(join(dirs[1] as string, 'WW_verify_two.txt'), 'two');
+  const withDir = (dir: string) =>
+    makeConfig({ listen: LOOPBACK, admin: ADMIN, verify_files: { dir, watch: false }, routes: [{ upstream: a.url }] });
+  const s = await startGateway(t, withDir(dirs[0] as string));
+  t.equal((await send(s.httpPort, 'x.test', { path: '/WW_verify_one.txt' })).body, 'one');
+  await s.gw.reload(withDir(dirs[1] as string));
+  t.equal((await send(s.httpPort, 'x.test', { path: '/WW_verify_two.txt' })).body, 'two', 'new file served');
+  const gone = await send(s.httpPort, 'x.test', { path: '/WW_verify_one.txt' });
+  t.equal(gone.body, 'A GET /WW_verify_one.txt', 'old file no longer served (falls through to routing)');
+});
+
 t.test('gateway: a changed listen address on reload warns and keeps the old listener', async (t) => {
   const a = await startUpstream(t, 'A');
   const s = await startGateway(t, routeTo(a.url));
@@ -175,6 +195,33 @@ t.test('gateway: close finishes with silent and idle sockets open', async (t) =>
   await s.gw.close({ drainTimeoutMs: 200 });
   await silent;
   t.pass('close resolved and the silent socket was closed');
+});
+
+t.test('gateway: close finishes with a silent TLS connection and a TLS WebSocket open', async (t) => {
+  const a = await startUpstream(t, 'A');
+  const s = await startGateway(
+    t,
+    makeConfig({
+      listen: { ...LOOPBACK, https: '127.0.0.1:0' },
+      admin: ADMIN,
+      tls: { certs: [{ cert: join(TLS_DIR, 'api1.pem'), key: join(TLS_DIR, 'api1.key') }], watch: false },
+      routes: [{ upstream: a.url }],
+    }),
+  );
+  const silent = tlsConnect({ host: '127.0.0.1', port: s.httpsPort, ca: CA, servername: 'api1.school.test' });
+  silent.on('error', () => undefined);
+  await once(silent, 'secureConnect');
+  const ws = new WebSocket(`wss://127.0.0.1:${s.httpsPort}/ws`, {
+    ca: CA,
+    headers: { host: 'api1.school.test' },
+  });
+  t.teardown(() => ws.terminate());
+  await once(ws, 'open');
+  const silentClosed = once(silent, 'close');
+  const wsClosed = once(ws, 'close');
+  await s.gw.close({ drainTimeoutMs: 200 });
+  await Promise.all([silentClosed, wsClosed]);
+  t.pass('both closed and close() resolved');
 });
 
 t.test('gateway: listen fails cleanly when a port is taken', async (t) => {

@@ -108,6 +108,13 @@ export function pathHasPrefix(path: string, prefix: string): boolean {
   return prefix.endsWith('/') || path.charCodeAt(prefix.length) === 0x2f;
 }
 
+/** True when the request announced a body that has not been read to the end yet. */
+export function hasUnreadBody(req: IncomingMessage): boolean {
+  if (req.complete) return false;
+  const cl = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (cl !== undefined && cl !== '0');
+}
+
 function wantsHtml(req: IncomingMessage): boolean {
   const accept = req.headers.accept;
   return typeof accept === 'string' && accept.includes('text/html');
@@ -151,7 +158,7 @@ export function sendError(
     ...extraHeaders,
   };
   // A request body we refused to read would desync a keep-alive connection: close it instead.
-  if (!req.complete) headers.connection = 'close';
+  if (hasUnreadBody(req)) headers.connection = 'close';
   res.writeHead(spec.status, headers);
   res.end(req.method === 'HEAD' ? undefined : body);
 }

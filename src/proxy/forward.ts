@@ -172,21 +172,25 @@ class Forward implements Dispatcher.DispatchHandler {
     if (this.done) return;
     this.done = true;
     const { req, res, ctx, route } = this;
-    if (this.#body !== null) req.unpipe(this.#body);
+    if (this.#body !== null) {
+      req.unpipe(this.#body);
+      // Drain what the client still sends, so it reads our answer instead of a reset; the connection closes after it.
+      if (!req.complete) req.resume();
+    }
     if (err instanceof ClientGoneError || this.#gone) {
-      this.env.logger.debug({ request_id: ctx.id, route: route.name }, 'client closed before the upstream response ended');
+      this.env.logger.debug({ req_id: ctx.id, route: route.name }, 'client closed before the upstream response ended');
       if (!res.destroyed) res.destroy();
       return;
     }
     if (err instanceof BodyTooLargeError || this.#tooLarge) {
-      this.env.logger.info({ request_id: ctx.id, route: route.name, limit: route.maxBodyBytes }, 'request body too large');
+      this.env.logger.info({ req_id: ctx.id, route: route.name, limit: route.maxBodyBytes }, 'request body too large');
       this.#fail('WG_BODY_TOO_LARGE');
       return;
     }
     const failure = classifyUpstreamError(err);
     this.env.metrics.upstreamErrors.inc({ route: route.name, kind: failure.kind });
     this.env.logger.warn(
-      { request_id: ctx.id, route: route.name, upstream: route.upstream.origin, kind: failure.kind, after_headers: res.headersSent, err },
+      { req_id: ctx.id, route: route.name, upstream: route.upstream.origin, kind: failure.kind, after_headers: res.headersSent, err },
       'upstream request failed',
     );
     this.#fail(failure.code);
@@ -210,6 +214,8 @@ class Forward implements Dispatcher.DispatchHandler {
     for (const k in headers) {
       const v = headers[k];
       if (v === undefined || isHopByHop(k) || k === '__proto__' || nominated?.has(k)) continue;
+      // The gateway's request id (set by the server, correlated with our logs) wins over an upstream's.
+      if (k === 'x-request-id' && this.res.hasHeader(k)) continue;
       if (k === 'set-cookie') {
         for (const c of Array.isArray(v) ? v : [v]) {
           const r = rewriteSetCookie(c, route, route.rewriteCookies);
@@ -246,7 +252,7 @@ export function forward(env: ForwardEnv, req: IncomingMessage, res: ServerRespon
     scratchBody,
   );
   if (scratchBody.contentLength > route.maxBodyBytes) {
-    env.logger.info({ request_id: ctx.id, route: route.name, limit: route.maxBodyBytes }, 'request body too large');
+    env.logger.info({ req_id: ctx.id, route: route.name, limit: route.maxBodyBytes }, 'request body too large');
     sendError(req, res, ctx, 'WG_BODY_TOO_LARGE');
     return;
   }

@@ -94,7 +94,7 @@ export function createProxy(deps: ProxyDeps): Proxy {
         forward(env, req, res, ctx, route);
       } catch (err) {
         // Defensive: forward() handles its own failures; nothing may escape to the server.
-        logger.error({ request_id: ctx.id, route: route.name, err }, 'proxy failed unexpectedly');
+        logger.error({ req_id: ctx.id, route: route.name, err }, 'proxy failed unexpectedly');
         sendError(req, res, ctx, 'WG_INTERNAL');
       }
     },
@@ -104,7 +104,7 @@ export function createProxy(deps: ProxyDeps): Proxy {
       try {
         ws.upgrade(req, socket, head, ctx, route, forwardPath(route, ctx.path) + ctx.query);
       } catch (err) {
-        logger.error({ request_id: ctx.id, route: route.name, err }, 'websocket proxy failed unexpectedly');
+        logger.error({ req_id: ctx.id, route: route.name, err }, 'websocket proxy failed unexpectedly');
         socket.destroy();
       }
     },

@@ -4,12 +4,12 @@
  * already-normalised forwarded path (`toProxy` keeps http-proxy-3 from re-parsing it). The upstream
  * handshake response is cleaned in an `upgrade`/`response` listener that runs before the library's.
  */
-import type { ClientRequest, IncomingMessage } from 'node:http';
+import { type ClientRequest, type IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ProxyServer } from 'http-proxy-3';
-import { ERRORS, type ErrorCode } from '../core/errors.ts';
-import type { RequestContext } from '../core/http.ts';
+import type { ErrorCode } from '../core/errors.ts';
+import { type RequestContext, sendError } from '../core/http.ts';
 import type { Logger } from '../core/logger.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import { classifyUpstreamError } from './failures.ts';
@@ -21,29 +21,61 @@ const kSession = Symbol('wegate.ws');
 type Tagged = { [kSession]?: WsSession };
 
 interface WsSession {
+  readonly req: IncomingMessage;
   readonly ctx: RequestContext;
   readonly route: CompiledRoute;
   readonly socket: Duplex;
   upgraded: boolean;
   failed: boolean;
+  /** The client left before the upstream answered the handshake. */
+  clientGone: boolean;
+  /** Bytes the client sent while the handshake was pending (read only to notice the client leaving). */
+  early: Buffer[];
+  earlyBytes: number;
+  proxyReq: ClientRequest | null;
 }
 
-/** Write a short HTTP error on a not-yet-upgraded socket and close it. */
-export function refuseSocket(socket: Duplex, ctx: RequestContext, code: ErrorCode): void {
+function destroySocket(s: Duplex): void {
+  s.destroy();
+}
+
+/** Most a client may send before the upstream accepted the handshake (RFC 6455 clients send nothing). */
+const MAX_EARLY_BYTES = 64 * 1024;
+
+function onEarlyData(this: Duplex & Tagged, chunk: Buffer): void {
+  const session = this[kSession];
+  if (session === undefined) return;
+  session.early.push(chunk);
+  session.earlyBytes += chunk.length;
+  if (session.earlyBytes > MAX_EARLY_BYTES) this.destroy();
+}
+
+function onEarlyClose(this: Duplex & Tagged): void {
+  const session = this[kSession];
+  if (session === undefined || session.upgraded || session.clientGone) return;
+  session.clientGone = true;
+  session.proxyReq?.destroy();
+  this.destroy();
+}
+
+/** Answer a not-yet-upgraded socket with the standard error page (sendError) and close it. */
+export function refuseSocket(req: IncomingMessage, socket: Duplex, ctx: RequestContext, code: ErrorCode): void {
   ctx.errorCode = code;
-  if (socket.destroyed) return;
-  const spec = ERRORS[code];
-  const body = `${JSON.stringify({ error: code, status: spec.status, message: spec.en, message_zh: spec.zh, request_id: ctx.id })}\n`;
-  const head =
-    `HTTP/1.1 ${spec.status} ${spec.en.replace(/[^\x20-\x7e]/g, '')}\r\n` +
-    'content-type: application/json; charset=utf-8\r\n' +
-    `content-length: ${Buffer.byteLength(body)}\r\n` +
-    'cache-control: no-store\r\n' +
-    `x-request-id: ${ctx.id}\r\n` +
-    'connection: close\r\n\r\n';
-  socket.end(head + body);
-  // Do not wait for a client that never reads.
-  setTimeout(() => socket.destroy(), 1000).unref();
+  if (socket.destroyed || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const res = new ServerResponse(req);
+  res.shouldKeepAlive = false;
+  res.assignSocket(socket as Socket);
+  res.once('finish', () => {
+    res.detachSocket(socket as Socket);
+    socket.end();
+    // Do not wait for a client that never reads.
+    setTimeout(() => socket.destroy(), 1000).unref();
+  });
+  res.setHeader('x-request-id', ctx.id);
+  sendError(req, res, ctx, code);
 }
 
 /** Drop hop-by-hop (except the upgrade pair on a 101), Connection-nominated and gateway cookies from a handshake response. */
@@ -91,10 +123,10 @@ export class WebSocketProxy {
   }
 
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, ctx: RequestContext, route: CompiledRoute, path: string): void {
-    socket.on('error', (err) => this.#logger.debug({ request_id: ctx.id, route: route.name, err }, 'websocket client socket error'));
+    socket.on('error', (err) => this.#logger.debug({ req_id: ctx.id, route: route.name, err }, 'websocket client socket error'));
     const upgradeHeader = req.headers.upgrade;
     if (!route.websocket || req.method !== 'GET' || typeof upgradeHeader !== 'string' || upgradeHeader.toLowerCase() !== 'websocket') {
-      refuseSocket(socket, ctx, 'WG_NOT_FOUND');
+      refuseSocket(req, socket, ctx, 'WG_NOT_FOUND');
       return;
     }
     const body: BodyInfo = { contentLength: -1, chunked: false };
@@ -102,8 +134,20 @@ export class WebSocketProxy {
     // http-proxy-3 copies req.headers and req.url: give it only what we decided to send.
     req.headers = headerListToObject(list);
     req.url = path;
-    const session: WsSession = { ctx, route, socket, upgraded: false, failed: false };
+    const session: WsSession = {
+      req,
+      ctx,
+      route,
+      socket,
+      upgraded: false,
+      failed: false,
+      clientGone: false,
+      early: [],
+      earlyBytes: 0,
+      proxyReq: null,
+    };
     (req as IncomingMessage & Tagged)[kSession] = session;
+    (socket as Duplex & Tagged)[kSession] = session;
     const ssl: Record<string, unknown> = {};
     if (route.servername !== null) ssl.servername = route.servername;
     const options = {
@@ -120,6 +164,14 @@ export class WebSocketProxy {
     } catch (err) {
       this.#onError(session, err as Error);
     }
+    if (!session.failed && !socket.destroyed) {
+      // The server leaves an upgraded socket paused, so a client that leaves during the handshake
+      // would go unnoticed: read (and keep) what it sends until the upstream answers.
+      socket.on('data', onEarlyData);
+      // Node's HTTP server allows half-open sockets: a client's FIN shows as 'end', not 'close'.
+      socket.once('end', onEarlyClose);
+      socket.once('close', onEarlyClose);
+    }
   }
 
   #onProxyReq(proxyReq: ClientRequest, req: IncomingMessage & Tagged): void {
@@ -130,28 +182,41 @@ export class WebSocketProxy {
     proxyReq.setTimeout(route.responseMs, () => {
       proxyReq.destroy(Object.assign(new Error('upstream did not answer the WebSocket handshake in time'), { code: 'ETIMEDOUT' }));
     });
+    session.proxyReq = proxyReq;
     // Registered before http-proxy-3's own listeners, so these run first.
     proxyReq.on('response', (res: IncomingMessage) => cleanHandshakeResponse(res, false));
     proxyReq.on('upgrade', (res: IncomingMessage, upstreamSocket: Socket) => {
+      if (socket.destroyed) {
+        upstreamSocket.destroy();
+        return;
+      }
       cleanHandshakeResponse(res, true);
       proxyReq.setTimeout(0);
       session.upgraded = true;
+      // Hand the early bytes back before http-proxy-3 pipes the socket.
+      socket.off('data', onEarlyData);
+      socket.off('end', onEarlyClose);
+      socket.pause();
+      if (session.early.length !== 0) socket.unshift(Buffer.concat(session.early));
+      session.early = [];
       this.#open.add(socket);
       this.#metrics.websocketsOpen.inc({ route: route.name });
       const s = socket as Socket;
       if (typeof s.setTimeout === 'function') {
         s.setTimeout(route.idleMs);
         s.on('timeout', () => {
-          this.#logger.debug({ request_id: session.ctx.id, route: route.name }, 'websocket idle timeout');
+          this.#logger.debug({ req_id: session.ctx.id, route: route.name }, 'websocket idle timeout');
           s.destroy();
           upstreamSocket.destroy();
         });
       }
-      upstreamSocket.on('close', () => socket.destroy());
+      // http-proxy-3 ends each side when the other closes; a peer that never finishes closing is cut
+      // off shortly after (not at once, which could drop a close frame still being written).
+      upstreamSocket.once('close', () => setTimeout(destroySocket, 1000, socket).unref());
       socket.once('close', () => {
         this.#open.delete(socket);
         this.#metrics.websocketsOpen.dec({ route: route.name });
-        upstreamSocket.destroy();
+        setTimeout(destroySocket, 1000, upstreamSocket).unref();
       });
     });
   }
@@ -159,18 +224,22 @@ export class WebSocketProxy {
   #onError(session: WsSession, err: Error): void {
     const { ctx, route, socket } = session;
     if (session.upgraded) {
-      this.#logger.debug({ request_id: ctx.id, route: route.name, err }, 'websocket upstream connection ended with an error');
+      this.#logger.debug({ req_id: ctx.id, route: route.name, err }, 'websocket upstream connection ended with an error');
       socket.destroy();
       return;
     }
     if (session.failed) return;
     session.failed = true;
+    if (session.clientGone) {
+      this.#logger.debug({ req_id: ctx.id, route: route.name }, 'client left during the WebSocket handshake');
+      return;
+    }
     const failure = classifyUpstreamError(err);
     this.#metrics.upstreamErrors.inc({ route: route.name, kind: failure.kind });
     this.#logger.warn(
-      { request_id: ctx.id, route: route.name, upstream: route.upstream.origin, kind: failure.kind, err },
+      { req_id: ctx.id, route: route.name, upstream: route.upstream.origin, kind: failure.kind, err },
       'websocket upstream handshake failed',
     );
-    refuseSocket(socket, ctx, failure.code);
+    refuseSocket(session.req, socket, ctx, failure.code);
   }
 }

@@ -10,8 +10,8 @@ import { type IncomingMessage, ServerResponse, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ERRORS, type ErrorCode } from '../core/errors.ts';
-import { parseTarget, type RequestContext, sendError } from '../core/http.ts';
-import type { Logger } from '../core/logger.ts';
+import { hasUnreadBody, parseTarget, type RequestContext, sendError } from '../core/http.ts';
+import { type Logger, SECRET_PARAM_NAMES } from '../core/logger.ts';
 import { type Metrics, statusClass } from '../metrics/metrics.ts';
 import type { Proxy as RouteProxy } from '../proxy/index.ts';
 import type { VerifyFiles } from '../verify-files/index.ts';
@@ -58,17 +58,22 @@ type Ctx = RequestContext & { method: string };
 const kCtx = Symbol('wegate.ctx');
 type TrackedSocket = Duplex & { [kCtx]?: Ctx | undefined; bytesWritten?: number; remoteAddress?: string };
 
-/** Does the request still have a body we have not read (answering without reading it needs Connection: close)? */
-function hasUnreadBody(req: IncomingMessage): boolean {
-  if (req.complete) return false;
-  const cl = req.headers['content-length'];
-  return req.headers['transfer-encoding'] !== undefined || (cl !== undefined && cl !== '0');
+/** The peer address, never a header. IPv4 clients of a dual-stack listener appear as "::ffff:a.b.c.d". */
+function clientIp(address: string | undefined): string {
+  if (address === undefined) return '';
+  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
 }
 
+/** Does the request still have a body we have not read (answering without reading it needs Connection: close)? */
 /** Build the public-listener request pipeline. */
 export function createPipeline(deps: PipelineDeps): Pipeline {
   const { metrics } = deps;
-  const accessLogger = deps.logger.child({ log: 'access' });
+  // The access line has a fixed, flat shape (the URL is redacted by the `url` serializer), so this
+  // child redacts top-level keys only: the root logger's wildcard paths cost ~50 µs per line.
+  const accessLogger = deps.logger.child(
+    { log: 'access' },
+    { redact: { paths: ['cookie', 'authorization', 'headers', ...SECRET_PARAM_NAMES], censor: '[REDACTED]' } },
+  );
   const idPrefix = randomBytes(5).toString('hex');
   let seq = 0;
   const nextId = () => `${idPrefix}-${(++seq).toString(36)}`;
@@ -90,13 +95,13 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     c.observe(seconds);
   };
 
-  const newCtx = (req: IncomingMessage, secure: boolean, id: string): Ctx | ErrorCode => {
+  const newCtx = (req: IncomingMessage, secure: boolean, id: string): Ctx => {
     const host = checkHost(req.rawHeaders);
     const target = parseTarget(req.url);
     const ctx: Ctx = {
       id,
       startedAt: process.hrtime.bigint(),
-      clientIp: req.socket.remoteAddress ?? '',
+      clientIp: clientIp(req.socket.remoteAddress),
       secure,
       host: host.ok ? host.host : '',
       authority: host.ok ? host.authority : '',
@@ -145,7 +150,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     if (deps.closing()) res.setHeader('connection', 'close');
     const socket = req.socket as Socket & TrackedSocket;
     const bytesBefore = socket.bytesWritten;
-    const ctx = newCtx(req, secure, id) as Ctx;
+    const ctx = newCtx(req, secure, id);
     socket[kCtx] = ctx;
     res.once('close', () => {
       active.delete(res);
@@ -153,7 +158,8 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       deps.release(site);
       const completed = res.writableFinished;
       // 499 (nginx's "client closed request") when nothing was answered.
-      const status = ctx.errorCode === 'WG_REQUEST_TIMEOUT' ? 408 : res.headersSent ? res.statusCode : 499;
+      const status =
+        !res.headersSent && ctx.errorCode !== undefined ? ERRORS[ctx.errorCode].status : res.headersSent ? res.statusCode : 499;
       logLine(site, req, ctx, status, socket.bytesWritten - bytesBefore, completed);
     });
 
@@ -187,6 +193,17 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     site.proxy.web(req, res, ctx, route);
   };
 
+  // A throw escaping a request handler would crash the process: answer 500 instead.
+  const guard = (req: IncomingMessage, res: ServerResponse, secure: boolean, expectContinue: boolean) => {
+    try {
+      handle(req, res, secure, expectContinue);
+    } catch (e) {
+      deps.logger.error({ err: e, req_id: res.getHeader('x-request-id') }, 'request pipeline failed unexpectedly');
+      const id = res.getHeader('x-request-id');
+      sendError(req, res, { id: typeof id === 'string' ? id : '-' }, 'WG_INTERNAL');
+    }
+  };
+
   const redirect = (req: IncomingMessage, res: ServerResponse, ctx: Ctx, site: Site) => {
     ctx.route = 'redirect';
     const port = site.publicHttpsPort ?? deps.httpsPort() ?? 443;
@@ -218,7 +235,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     const id = nextId();
     const site = deps.site();
     site.inflight++;
-    const ctx = newCtx(req, secure, id) as Ctx;
+    const ctx = newCtx(req, secure, id);
     const tracked = socket as TrackedSocket;
     const bytesBefore = tracked.bytesWritten ?? 0;
     socket.once('close', () => {
@@ -246,7 +263,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
 
   const connect = (req: IncomingMessage, socket: Duplex, secure: boolean) => {
     socket.on('error', () => socket.destroy());
-    const ctx = newCtx(req, secure, nextId()) as Ctx;
+    const ctx = newCtx(req, secure, nextId());
     const res = socketResponse(req, socket);
     res.setHeader('x-request-id', ctx.id);
     metrics.rejectedRequests.inc({ code: 'WG_BAD_REQUEST' });
@@ -257,8 +274,6 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     let code: ErrorCode;
     if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
       code = 'WG_REQUEST_TIMEOUT';
-      const ctx = (socket as TrackedSocket)[kCtx];
-      if (ctx !== undefined) ctx.errorCode = code;
     } else if (err.code === 'HPE_HEADER_OVERFLOW') {
       code = 'WG_HEADERS_TOO_LARGE';
     } else if (err.code === 'ECONNRESET' || err.code === 'EPIPE') {
@@ -270,11 +285,15 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     metrics.rejectedRequests.inc({ code });
     const inResponse = (socket as unknown as { _httpMessage?: ServerResponse | null })._httpMessage;
     if (socket.writable && !inResponse?.headersSent) {
+      // The request in progress (slow body) is logged with the status the client actually got.
+      const ctx = (socket as TrackedSocket)[kCtx];
+      if (ctx !== undefined) ctx.errorCode = code;
       // The parser state is unknown and there is no request object: a fixed response, then close.
       const spec = ERRORS[code];
-      const body = `${JSON.stringify({ error: code, status: spec.status, message: spec.en, message_zh: spec.zh })}\n`;
+      const id = ctx?.id ?? nextId();
+      const body = `${JSON.stringify({ error: code, status: spec.status, message: spec.en, message_zh: spec.zh, request_id: id })}\n`;
       socket.end(
-        `HTTP/1.1 ${spec.status} ${STATUS_CODES[spec.status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n${body}`,
+        `HTTP/1.1 ${spec.status} ${STATUS_CODES[spec.status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\nX-Request-Id: ${id}\r\nConnection: close\r\n\r\n${body}`,
       );
       setTimeout(() => socket.destroy(), 1000).unref();
     } else {
@@ -283,10 +302,23 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
   };
 
   return {
-    request: (secure) => (req, res) => handle(req, res, secure, false),
-    checkContinue: (secure) => (req, res) => handle(req, res, secure, true),
-    upgrade: (secure) => (req, socket, head) => upgrade(req, socket, head, secure),
-    connect: (secure) => (req, socket) => connect(req, socket, secure),
+    request: (secure) => (req, res) => guard(req, res, secure, false),
+    checkContinue: (secure) => (req, res) => guard(req, res, secure, true),
+    upgrade: (secure) => (req, socket, head) => {
+      try {
+        upgrade(req, socket, head, secure);
+      } catch (e) {
+        deps.logger.error({ err: e }, 'upgrade pipeline failed unexpectedly');
+        socket.destroy();
+      }
+    },
+    connect: (secure) => (req, socket) => {
+      try {
+        connect(req, socket, secure);
+      } catch {
+        socket.destroy();
+      }
+    },
     clientError,
     closeInFlight() {
       for (const res of active) if (!res.headersSent) res.setHeader('connection', 'close');

@@ -3,9 +3,11 @@
  * proxy, all in front of the same loopback upstream, measured in one run with wrk.
  *
  * Placement (same for every contender): the proxy alone on core 1; wrk, the upstream and this script
- * on core 0. Each case: warm-up, then a fixed measured run; for the proxy we read its own user+sys CPU
- * from /proc before/after (→ µs CPU per request) and its peak RSS (VmHWM) after all its runs.
- * Prints a table, then one JSON line. Options: --duration S, --warmup S, --only a,b, --no-access-log,
+ * on core 0. All contenders run at once and take turns (interleaved rounds, so other work on a
+ * shared machine hits them alike); each turn is a warm-up, then a fixed measured run. For the proxy we
+ * read its own user+sys CPU from /proc before/after (→ µs CPU per request) and its peak RSS (VmHWM)
+ * after all runs. Prints a table, then one JSON line.
+ * Options: --duration S, --warmup S, --rounds N, --only a,b, --no-access-log,
  * --upstream raw|http|nginx, --no-pin, --keep (keep the temp dir with configs and logs).
  */
 import { spawnSync } from 'node:child_process';
@@ -51,6 +53,12 @@ const TARGETS = { small_c64_vs_nginx_min: 0.33, cpu_per_req_vs_nginx_max: 3.5, p
 
 interface CaseResult {
   rps: number;
+  /** req/s of each round (their spread shows how noisy the machine was). */
+  rps_rounds: number[];
+  seconds: number;
+  wall_s: number;
+  /** The proxy's user+sys CPU seconds during the measured runs (null for direct). */
+  cpu_s: number | null;
   p50_ms: number;
   p99_ms: number;
   max_ms: number;
@@ -93,8 +101,9 @@ interface Running {
 
 const { values: args } = parseArgs({
   options: {
-    duration: { type: 'string', default: '7' },
-    warmup: { type: 'string', default: '2' },
+    duration: { type: 'string', default: '4' },
+    warmup: { type: 'string', default: '1' },
+    rounds: { type: 'string', default: '2' },
     only: { type: 'string' },
     'no-access-log': { type: 'boolean', default: false },
     upstream: { type: 'string', default: 'raw' },
@@ -102,7 +111,8 @@ const { values: args } = parseArgs({
     keep: { type: 'boolean', default: false },
   },
 });
-const DURATION = Math.max(1, Math.round(Number(args.duration) || 7));
+const DURATION = Math.max(1, Math.round(Number(args.duration) || 4));
+const ROUNDS = Math.max(1, Math.round(Number(args.rounds) || 2));
 const WARMUP = Math.max(0, Math.round(Number(args.warmup) || 0));
 const ACCESS_LOG = !args['no-access-log'];
 type UpstreamChoice = 'raw' | 'http' | 'nginx';
@@ -196,7 +206,7 @@ async function main(): Promise<number> {
     `placement: ${pin.note}`,
     `upstream: ${UPSTREAM_LABEL[upstreamKind]}${upstreamKind !== UPSTREAM_ARG ? ' (nginx missing)' : ''}, bodies ${SMALL_BODY.length} B and ${LARGE_BODY.length} B`,
     `access log: ${ACCESS_LOG ? 'ON for wegate (JSON lines to a file) and nginx (combined, to a file)' : 'OFF for wegate and nginx'}; minimal-undici logs nothing`,
-    `each case: ${WARMUP} s warm-up + ${DURATION} s measured, wrk -t1 (one thread), loopback only`,
+    `each case: ${ROUNDS} interleaved round(s) per contender of ${WARMUP} s warm-up + ${DURATION} s measured, wrk -t1 (one thread), loopback only`,
   ];
   if (idle < 85)
     header.push(`WARNING: the machine was only ${idle.toFixed(0)}% idle before the run: req/s will be noisy, CPU µs/req less so`);
@@ -208,59 +218,83 @@ async function main(): Promise<number> {
   const upstreamUrl = `http://127.0.0.1:${upPort}`;
   await checkResponses(upstreamUrl);
 
-  const results: ContenderResult[] = [];
-  for (const name of CONTENDERS) {
-    const r: ContenderResult = { name, status: 'ok', cases: {}, rss_mb: null, notes: [], problems: [] };
-    results.push(r);
-    if (!ONLY.has(name)) {
+  const results: ContenderResult[] = CONTENDERS.map((name) => ({ name, status: 'ok', cases: {}, rss_mb: null, notes: [], problems: [] }));
+  const active: Active[] = [];
+  for (const r of results) {
+    if (!ONLY.has(r.name)) {
       r.status = 'skipped';
       r.reason = 'not selected (--only)';
-      continue;
-    }
-    if (name === 'nginx' && !nginxBin) {
+    } else if (r.name === 'nginx' && !nginxBin) {
       r.status = 'skipped';
       r.reason = 'nginx is not installed (sudo apt-get install -y nginx)';
       log(`nginx: skipped, ${r.reason}`);
-      continue;
-    }
-    let running: Running | null = null;
-    try {
-      log(`${name}: starting`);
-      running = await startContender(name, { tmp, upPort, upstreamUrl, pin, nginxBin });
-      r.notes.push(...running.notes);
-      await checkResponses(running.url);
-      let sent = 2; // the two checks
-      for (const c of CASES) {
-        const url = `${running.url}/${c.size}`;
-        let warm: WrkResult | null = null;
-        if (WARMUP > 0)
-          warm = await runWrk({ url, connections: c.conns, seconds: WARMUP, script, core: pin.load, logFile: path.join(tmp, 'wrk.log') });
-        const res = await measure(running.proc, upstream, url, c.conns, BODY[c.size].length, { script, pin, tmp });
-        if (warm?.errorTotal) res.problems.push(`warm-up: wrk errors ${JSON.stringify(warm.errors)}`);
-        sent += (warm?.requests ?? 0) + res.requests;
-        r.cases[c.key] = res;
-        log(
-          `${name} ${c.key}: ${fmt(res.rps, 0)} req/s, p50 ${fmt(res.p50_ms, 2)} ms, p99 ${fmt(res.p99_ms, 2)} ms` +
-            (res.cpu_us_per_req === null ? '' : `, ${fmt(res.cpu_us_per_req, 1)} µs CPU/req`) +
-            (res.error_total ? `, ${res.error_total} errors` : ''),
+    } else {
+      try {
+        log(`${r.name}: starting`);
+        const running = await startContender(r.name, { tmp, upPort, upstreamUrl, pin, nginxBin });
+        r.notes.push(...running.notes);
+        active.push({ r, running, sent: 0, rounds: new Map() });
+        await checkResponses(running.url);
+      } catch (e) {
+        await fail(
+          r,
+          active.find((a) => a.r === r),
+          e,
         );
-        if (running.proc && running.proc.exitCode !== null) throw new Error(`${name} exited (${running.proc.exitCode}) during the run`);
       }
-      await checkResponses(running.url);
-      sent += 2;
-      if (running.proc) r.rss_mb = groupPeakRssMb(running.proc.pid);
-      if (running.finish) {
-        const f = running.finish(sent);
-        r.notes.push(...f.notes);
-        r.problems.push(...f.problems);
+    }
+  }
+
+  // Every contender stays up (idle ones cost nothing) and the runs are interleaved round by round, so
+  // a burst of other work on a shared machine spreads over all contenders instead of hitting one.
+  for (const [ci, c] of CASES.entries()) {
+    for (let round = 0; round < ROUNDS; round++) {
+      const ok = active.filter((a) => a.r.status === 'ok');
+      const shift = (ci + round) % Math.max(1, ok.length);
+      for (const a of [...ok.slice(shift), ...ok.slice(0, shift)]) {
+        try {
+          const url = `${a.running.url}/${c.size}`;
+          let warm: WrkResult | null = null;
+          if (WARMUP > 0)
+            warm = await runWrk({ url, connections: c.conns, seconds: WARMUP, script, core: pin.load, logFile: path.join(tmp, 'wrk.log') });
+          const res = await measure(a.running.proc, upstream, url, c.conns, BODY[c.size].length, { script, pin, tmp });
+          if (warm?.errorTotal) res.problems.push(`warm-up: wrk errors ${JSON.stringify(warm.errors)}`);
+          a.sent += (warm?.requests ?? 0) + res.requests;
+          const list = a.rounds.get(c.key) ?? [];
+          list.push(res);
+          a.rounds.set(c.key, list);
+          log(
+            `${a.r.name} ${c.key} round ${round + 1}/${ROUNDS}: ${fmt(res.rps, 0)} req/s, p50 ${fmt(res.p50_ms, 2)} ms, p99 ${fmt(res.p99_ms, 2)} ms` +
+              (res.cpu_us_per_req === null ? '' : `, ${fmt(res.cpu_us_per_req, 1)} µs CPU/req`) +
+              (res.error_total ? `, ${res.error_total} errors` : ''),
+          );
+          const exit = a.running.proc?.exitCode;
+          if (exit !== null && exit !== undefined) throw new Error(`${a.r.name} exited (${exit}) during the run`);
+        } catch (e) {
+          await fail(a.r, a, e);
+        }
+      }
+    }
+  }
+
+  for (const a of active) {
+    if (a.r.status !== 'ok') continue;
+    try {
+      for (const c of CASES) {
+        const list = a.rounds.get(c.key);
+        if (list?.length) a.r.cases[c.key] = combine(list);
+      }
+      await checkResponses(a.running.url);
+      if (a.running.proc) a.r.rss_mb = groupPeakRssMb(a.running.proc.pid);
+      if (a.running.finish) {
+        const f = a.running.finish(a.sent + 4);
+        a.r.notes.push(...f.notes);
+        a.r.problems.push(...f.problems);
       }
     } catch (e) {
-      r.status = 'failed';
-      r.reason = (e as Error).message;
-      log(`${name}: FAILED: ${r.reason}`);
-    } finally {
-      if (running?.proc) await stop(running.proc);
+      await fail(a.r, a, e);
     }
+    if (a.running.proc) await stop(a.running.proc);
   }
   await stop(upstream);
 
@@ -338,12 +372,75 @@ async function boxIdlePct(): Promise<number> {
   return b.total > a.total ? 100 - (100 * (b.busy - a.busy)) / (b.total - a.total) : 100;
 }
 
+interface Active {
+  r: ContenderResult;
+  running: Running;
+  /** Requests sent through it (warm-ups included), to compare with its access-log lines. */
+  sent: number;
+  rounds: Map<CaseKey, CaseResult[]>;
+}
+
+async function fail(r: ContenderResult, a: Active | undefined, e: unknown): Promise<void> {
+  r.status = 'failed';
+  r.reason = (e as Error).message;
+  log(`${r.name}: FAILED: ${r.reason}`);
+  if (a?.running.proc) await stop(a.running.proc);
+}
+
+/** One figure per case from its rounds: totals for throughput and CPU, the median round for latency. */
+function combine(list: CaseResult[]): CaseResult {
+  const sum = (f: (x: CaseResult) => number): number => list.reduce((acc, x) => acc + f(x), 0);
+  const median = (f: (x: CaseResult) => number): number => {
+    const v = list.map(f).sort((a, b) => a - b);
+    const m = v.length >> 1;
+    return v.length % 2 ? v[m]! : (v[m - 1]! + v[m]!) / 2;
+  };
+  const wall = sum((x) => x.wall_s);
+  const requests = sum((x) => x.requests);
+  const hasProxy = list[0]!.cpu_s !== null;
+  const cpu = sum((x) => x.cpu_s ?? 0);
+  const weighted = (f: (x: CaseResult) => number | null): number | null =>
+    list.some((x) => f(x) === null) ? null : sum((x) => (f(x) ?? 0) * x.wall_s) / wall;
+  const errors = { connect: 0, read: 0, write: 0, status: 0, timeout: 0 };
+  for (const x of list) for (const k of Object.keys(errors) as (keyof typeof errors)[]) errors[k] += x.errors[k];
+  return {
+    rps: requests / sum((x) => x.seconds),
+    rps_rounds: list.map((x) => x.rps),
+    p50_ms: median((x) => x.p50_ms),
+    p99_ms: median((x) => x.p99_ms),
+    max_ms: Math.max(...list.map((x) => x.max_ms)),
+    requests,
+    seconds: sum((x) => x.seconds),
+    wall_s: wall,
+    cpu_s: hasProxy ? cpu : null,
+    cpu_us_per_req: hasProxy && requests ? (cpu * 1e6) / requests : null,
+    proxy_cpu_pct: hasProxy ? (100 * cpu) / wall : null,
+    load_core_pct: weighted((x) => x.load_core_pct),
+    proxy_core_pct: weighted((x) => x.proxy_core_pct),
+    upstream_cpu_pct: weighted((x) => x.upstream_cpu_pct),
+    errors,
+    error_total: sum((x) => x.error_total),
+    bytes_per_response: requests ? sum((x) => x.bytes_per_response * x.requests) / requests : 0,
+    problems: list.flatMap((x) => x.problems),
+  };
+}
+
 interface StartContext {
   tmp: string;
   upPort: number;
   upstreamUrl: string;
   pin: { proxy: number | undefined; load: number | undefined };
   nginxBin: string | null;
+}
+
+/** waitFor, but stop the process and add its log tail when it never gets ready. */
+async function ready(p: Started, what: string, timeoutMs: number, check: () => Promise<boolean>, logs: () => string): Promise<void> {
+  try {
+    await waitFor(p, what, timeoutMs, check);
+  } catch (e) {
+    await stop(p);
+    throw new Error(`${(e as Error).message}\n${logs()}`);
+  }
 }
 
 async function startContender(name: ContenderName, ctx: StartContext): Promise<Running> {
@@ -362,11 +459,13 @@ async function startContender(name: ContenderName, ctx: StartContext): Promise<R
       stdout: out,
       stderr: err,
     });
-    try {
-      await waitFor(p, 'listening', 10_000, () => canConnect(port));
-    } catch (e) {
-      throw new Error(`${(e as Error).message}\n${tail(err, 10)}\n${tail(path.join(dir, 'error.log'), 10)}`);
-    }
+    await ready(
+      p,
+      'listening',
+      10_000,
+      () => canConnect(port),
+      () => `${tail(err, 10)}\n${tail(path.join(dir, 'error.log'), 10)}`,
+    );
     const accessLog = path.join(dir, 'access.log');
     return {
       url,
@@ -384,9 +483,13 @@ async function startContender(name: ContenderName, ctx: StartContext): Promise<R
       stdout: out,
       stderr: err,
     });
-    await waitFor(p, 'listening', 10_000, () => canConnect(port)).catch((e: Error) => {
-      throw new Error(`${e.message}\n${tail(err, 10)}`);
-    });
+    await ready(
+      p,
+      'listening',
+      10_000,
+      () => canConnect(port),
+      () => tail(err, 10),
+    );
     return { url, proc: p, notes: ['test/bench/minimal-undici-proxy.ts: Agent.stream, no header policy, no logging'] };
   }
   // wegate: the real CLI with a generated config.
@@ -417,16 +520,14 @@ async function startContender(name: ContenderName, ctx: StartContext): Promise<R
     stderr: err,
     cwd: ROOT,
   });
-  try {
-    await waitFor(
-      p,
-      'ready (/readyz 200 on the admin listener)',
-      20_000,
-      async () => (await fetchOnce(`http://127.0.0.1:${adminPort}/readyz`)).status === 200,
-    );
-  } catch (e) {
-    throw new Error(`${(e as Error).message}\n--- stderr ---\n${tail(err, 15)}\n--- stdout ---\n${tail(out, 15)}`);
-  }
+  const readyz = async () => (await fetchOnce(`http://127.0.0.1:${adminPort}/readyz`)).status === 200;
+  await ready(
+    p,
+    'ready (/readyz 200 on the admin listener)',
+    20_000,
+    readyz,
+    () => `--- stderr ---\n${tail(err, 15)}\n--- stdout ---\n${tail(out, 15)}`,
+  );
   return {
     url,
     proc: p,
@@ -478,6 +579,10 @@ async function measure(
   if (upstream.exitCode !== null) problems.push(`upstream exited (${upstream.exitCode})`);
   return {
     rps: w.rps,
+    rps_rounds: [w.rps],
+    seconds: w.seconds,
+    wall_s: wall,
+    cpu_s: proc ? cpu : null,
     p50_ms: w.p50Ms,
     p99_ms: w.p99Ms,
     max_ms: w.maxMs,
@@ -630,6 +735,7 @@ function report(header: string[], results: ContenderResult[], upstreamKind: Upst
                     c.key,
                     x && {
                       rps: round(x.rps, 0),
+                      rps_rounds: x.rps_rounds.map((v) => round(v, 0)),
                       p50_ms: round(x.p50_ms),
                       p99_ms: round(x.p99_ms),
                       cpu_us_per_req: round(x.cpu_us_per_req, 1),
@@ -649,6 +755,7 @@ function report(header: string[], results: ContenderResult[], upstreamKind: Upst
       node: process.version,
       duration_s: DURATION,
       warmup_s: WARMUP,
+      rounds: ROUNDS,
       access_log: ACCESS_LOG,
       upstream: upstreamKind,
       pinned: !args['no-pin'] && which('taskset') !== null && CPUS >= 2,

@@ -146,7 +146,7 @@ t.test('wegate check: prints "configuration is valid" and exits 0 when the examp
   t.match(r.stdout, 'configuration is valid');
 });
 
-t.test('wegate check: lists every problem, hides secrets and exits 78 when the config is invalid', async (t) => {
+t.test('wegate check: lists every problem with its line and exits 78 when the config is invalid', async (t) => {
   const dir = await tmp(t);
   const file = join(dir, 'bad.yaml');
   await writeFile(file, 'listen:\n  htp: ":8080"\nroutes:\n  - upstream: "localhost:8080"\n    max_body_bytes: -1\n');

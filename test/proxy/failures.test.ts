@@ -21,7 +21,12 @@ t.test('classifyUpstreamError: maps upstream failures to a status code and metri
     ['parser error without code', err(undefined, 'HTTPParserError'), 'bad_response', 'WG_UPSTREAM_BAD_RESPONSE'],
     ['llhttp error', err('HPE_INVALID_CONSTANT'), 'bad_response', 'WG_UPSTREAM_BAD_RESPONSE'],
     ['length mismatch', err('UND_ERR_RES_CONTENT_LENGTH_MISMATCH'), 'bad_response', 'WG_UPSTREAM_BAD_RESPONSE'],
-    ['cause carries the code', Object.assign(new Error('fetch failed'), { cause: err('ECONNREFUSED') }), 'refused', 'WG_UPSTREAM_UNREACHABLE'],
+    [
+      'cause carries the code',
+      Object.assign(new Error('fetch failed'), { cause: err('ECONNREFUSED') }),
+      'refused',
+      'WG_UPSTREAM_UNREACHABLE',
+    ],
     ['unknown', err('EWHATEVER'), 'other', 'WG_UPSTREAM_UNREACHABLE'],
     ['not an error', 'boom', 'other', 'WG_UPSTREAM_UNREACHABLE'],
     ['null', null, 'other', 'WG_UPSTREAM_UNREACHABLE'],

@@ -200,7 +200,7 @@ t.test('proxy: answers 502 WG_UPSTREAM_UNREACHABLE with a request id and no caus
   t.notMatch(r.body, /ECONNREFUSED|127\.0\.0\.1|stack/, 'no cause in the response');
   t.same(await upstreamErrors(front), { 'dead/refused': 1 });
   const log = front.logs.lines().find((l) => l.msg === 'upstream request failed');
-  t.equal(log?.request_id, body.request_id, 'cause logged with the request id');
+  t.equal(log?.req_id, body.request_id, 'cause logged with the request id');
   t.equal(log?.kind, 'refused');
 });
 
@@ -285,6 +285,16 @@ t.test('proxy: answers 502 WG_UPSTREAM_BAD_RESPONSE when the upstream does not s
   t.same(await upstreamErrors(front), { 'junk/bad_response': 1 });
 });
 
+t.test('proxy: answers 502 when the upstream response cannot be relayed', async (t) => {
+  const port = await rawUpstream(t, (s) =>
+    s.once('data', () => s.end('HTTP/1.1 200 OK\r\nx-bad: a\u0001b\r\ncontent-length: 2\r\n\r\nok')),
+  );
+  const front = await startFront(t, [route({ name: 'ctl', upstream: `http://127.0.0.1:${port}` })]);
+  const r = await request(front.origin, '/', { headers: { host: 'a.test' } });
+  t.equal(r.status, 502);
+  t.equal((JSON.parse(r.body) as ErrorBody).error, 'WG_UPSTREAM_BAD_RESPONSE');
+});
+
 t.test('proxy: aborts the upstream request when the client goes away', async (t) => {
   let upstreamClosed: Promise<unknown> = Promise.resolve();
   const up = await startUpstream(t, (req, res) => {
@@ -314,7 +324,7 @@ t.test('proxy: strips hop-by-hop and Connection-nominated headers from upstream 
   const port = await rawUpstream(t, (s) =>
     s.once('data', () =>
       s.write(
-        'HTTP/1.1 200 OK\r\nconnection: keep-alive, x-internal\r\nx-internal: secret\r\nkeep-alive: timeout=5\r\nproxy-authenticate: Basic\r\nupgrade: h2c\r\ncontent-length: 2\r\nx-kept: yes\r\n\r\nok',
+        'HTTP/1.1 200 OK\r\nx-request-id: upstream-id\r\nconnection: keep-alive, x-internal\r\nx-internal: secret\r\nkeep-alive: timeout=5\r\nproxy-authenticate: Basic\r\nupgrade: h2c\r\ncontent-length: 2\r\nx-kept: yes\r\n\r\nok',
       ),
     ),
   );
@@ -325,6 +335,7 @@ t.test('proxy: strips hop-by-hop and Connection-nominated headers from upstream 
   t.equal(r.headers['x-kept'], 'yes');
   for (const h of ['x-internal', 'proxy-authenticate', 'upgrade']) t.notOk(r.headers[h], `${h} removed`);
   t.not(r.headers['keep-alive'], 'timeout=5', "upstream's keep-alive not relayed");
+  t.equal(r.headers['x-request-id'], 'front-id', "the gateway's request id wins");
 });
 
 t.test('proxy: relays large responses intact when the client reads slowly', async (t) => {

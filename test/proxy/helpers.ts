@@ -96,6 +96,8 @@ export async function startFront(t: Teardown, routes: RouteConfig[], opts: { sec
       sendError(req, res, ctx, 'WG_NOT_FOUND');
       return;
     }
+    // Like the server pipeline; a fixed value lets tests tell it from an upstream's.
+    res.setHeader('x-request-id', 'front-id');
     proxy.web(req, res, ctx, r);
   });
   server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {

@@ -20,7 +20,10 @@ async function startWsUpstream(t: { teardown(fn: () => unknown): void }, secure 
   const seen: WsUpstream['seen'] = [];
   wss.on('connection', (ws, req) => {
     seen.push({ url: req.url ?? '', rawHeaders: req.rawHeaders, servername: (req.socket as import('node:tls').TLSSocket).servername });
-    ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
+    ws.on('message', (data, isBinary) => {
+      if (data.toString() === 'bye') ws.close(4001, 'done');
+      else ws.send(data, { binary: isBinary });
+    });
     ws.on('error', () => {});
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -201,6 +204,50 @@ t.test('proxy websocket: closes a WebSocket when it stays idle past idle_ms', as
   t.equal(await echo(ws, 'ping'), 'ping');
   await once(ws, 'close');
   t.pass('closed by the gateway after inactivity');
+  for (let i = 0; i < 100 && front.proxy.openWebSockets !== 0; i++) await new Promise((r) => setTimeout(r, 20));
+  t.equal(front.proxy.openWebSockets, 0);
+});
+
+t.test('proxy websocket: drops the upstream handshake when the client leaves before the upstream answers', async (t) => {
+  const server = http.createServer();
+  const upstreamSocket = new Promise<net.Socket>((resolve) =>
+    server.on('upgrade', (_req, s: net.Socket) => {
+      // An upgraded socket is paused and half-open: read it, and close it when the peer does.
+      s.resume();
+      s.on('end', () => s.destroy());
+      resolve(s);
+    }),
+  );
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    server.closeAllConnections();
+    return new Promise((resolve) => server.close(resolve));
+  });
+  const front = await startFront(t, [route({ name: 'slow-ws', upstream: `http://127.0.0.1:${(server.address() as AddressInfo).port}` })]);
+  const client = net.connect(front.port, '127.0.0.1');
+  client.on('error', () => {});
+  client.write(
+    'GET / HTTP/1.1\r\nHost: a.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+  );
+  const s = await upstreamSocket;
+  const closed = once(s, 'close');
+  client.destroy();
+  await closed;
+  t.pass('upstream handshake connection closed');
+  t.equal(front.proxy.openWebSockets, 0);
+  t.same(await front.metrics.upstreamErrors.get().then((m) => m.values), [], 'not counted as an upstream error');
+});
+
+t.test('proxy websocket: delivers the upstream close frame when the upstream closes first', async (t) => {
+  const up = await startWsUpstream(t);
+  const front = await startFront(t, [route({ name: 'bye', upstream: `http://127.0.0.1:${up.port}` })]);
+  const ws = connect(front, '/', { host: 'a.test' });
+  await once(ws, 'open');
+  const closed = once(ws, 'close');
+  ws.send('bye');
+  const [code, reason] = (await closed) as [number, Buffer];
+  t.equal(code, 4001);
+  t.equal(reason.toString(), 'done');
   for (let i = 0; i < 100 && front.proxy.openWebSockets !== 0; i++) await new Promise((r) => setTimeout(r, 20));
   t.equal(front.proxy.openWebSockets, 0);
 });

@@ -33,6 +33,7 @@ t.test('timeouts: a client sending headers too slowly gets 408 and is closed', a
   const out = await raw(s.httpPort, 'GET / HTTP/1.1\r\nHost: app.school.test\r\nX-Slow: ', 5000);
   t.equal(rawStatus(out), 408);
   t.match(out, /WG_REQUEST_TIMEOUT/);
+  t.match(out, /X-Request-Id: \S+/);
   t.equal(s.up.seen.length, 0, 'nothing forwarded');
   const m = await waitFor(async () =>
     /WG_REQUEST_TIMEOUT"\} 1/.test(await s.registry.getSingleMetricAsString('wegate_rejected_requests_total')),
