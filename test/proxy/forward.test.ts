@@ -295,6 +295,62 @@ t.test('proxy: answers 502 when the upstream response cannot be relayed', async 
   t.equal((JSON.parse(r.body) as ErrorBody).error, 'WG_UPSTREAM_BAD_RESPONSE');
 });
 
+t.test('proxy: answers 502 or cuts the connection when the upstream response is malformed', async (t) => {
+  const cases: [name: string, reply: string, expected: number | 'error'][] = [
+    ['garbage status line', 'HTTP/1.1 abc\r\n\r\n', 502],
+    ['no status line', '\r\n\r\n', 502],
+    ['header without colon', 'HTTP/1.1 200 OK\r\nbroken header\r\ncontent-length: 0\r\n\r\n', 502],
+    ['duplicate content-length', 'HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\nab', 502],
+    ['content-length and chunked', 'HTTP/1.1 200 OK\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n', 502],
+    ['NUL in a header value', 'HTTP/1.1 200 OK\r\nx-a: a\u0000b\r\ncontent-length: 0\r\n\r\n', 502],
+    ['header block too large', `HTTP/1.1 200 OK\r\nx-big: ${'a'.repeat(70_000)}\r\ncontent-length: 0\r\n\r\n`, 502],
+    ['closed before any byte', '', 502],
+    ['bad chunk size after headers', 'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nhello\r\n', 'error'],
+    ['body shorter than content-length', 'HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc', 'error'],
+  ];
+  for (const [name, reply, expected] of cases) {
+    const port = await rawUpstream(t, (s) => s.once('data', () => s.end(reply)));
+    const front = await startFront(t, [route({ name: 'bad', upstream: `http://127.0.0.1:${port}` })]);
+    const r = await responseOutcome(front.origin, 'a.test');
+    if (expected === 'error') t.not(r.outcome, 'end', `${name}: client sees an error`);
+    else t.equal(r.status, expected, `${name}: ${r.body}`);
+    const kinds = await upstreamErrors(front);
+    t.equal(
+      Object.values(kinds).reduce((a, b) => a + b, 0),
+      1,
+      `${name}: counted once (${JSON.stringify(kinds)})`,
+    );
+  }
+});
+
+t.test('proxy: keeps serving when many clients abort mid-response at once', async (t) => {
+  const up = await startUpstream(t, (req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.write('part 1;');
+    if (req.url === '/complete') res.end('part 2');
+  });
+  const front = await startFront(t, [route({ upstream: up.origin })]);
+  const aborted = Array.from(
+    { length: 40 },
+    () =>
+      new Promise<void>((resolve) => {
+        const req = http.get(`${front.origin}/stream`, { agent: false, headers: { host: 'a.test' } });
+        req.on('error', () => resolve());
+        const leave = () => {
+          req.destroy();
+          resolve();
+        };
+        req.on('response', (res) => res.once('data', leave));
+        req.setTimeout(10_000, leave);
+      }),
+  );
+  await Promise.all(aborted);
+  const ok = await request(front.origin, '/complete', { headers: { host: 'a.test' } });
+  t.equal(ok.status, 200);
+  t.equal(ok.body, 'part 1;part 2');
+  t.same(await upstreamErrors(front), {}, 'client aborts are not upstream errors');
+});
+
 t.test('proxy: aborts the upstream request when the client goes away', async (t) => {
   let upstreamClosed: Promise<unknown> = Promise.resolve();
   const up = await startUpstream(t, (req, res) => {
@@ -320,7 +376,7 @@ t.test('proxy: aborts the upstream request when the client goes away', async (t)
   t.same(await upstreamErrors(front), {}, 'a client abort is not an upstream error');
 });
 
-t.test('proxy: strips hop-by-hop and Connection-nominated headers from upstream responses', async (t) => {
+t.test('proxy: strips hop-by-hop and Connection-nominated headers when relaying an upstream response', async (t) => {
   const port = await rawUpstream(t, (s) =>
     s.once('data', () =>
       s.write(
