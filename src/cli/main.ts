@@ -68,8 +68,6 @@ async function serve(file: string): Promise<number | undefined> {
   let gateway: Gateway;
   try {
     gateway = await createGateway(config, { logger, registry: new Registry() });
-    const addrs = await gateway.listen();
-    logger.info({ config: file, version: pkg.version, node: process.version, listen: addrs }, 'wegate started');
   } catch (e) {
     logger.fatal({ err: e }, 'wegate could not start');
     await flush(logger);
@@ -146,6 +144,8 @@ async function serve(file: string): Promise<number | undefined> {
     });
   });
 
+  // Signal handlers are installed before listening: a SIGHUP/SIGTERM that arrives right after
+  // start-up must never hit Node's default action (terminate).
   return new Promise<number>((resolveExit) => {
     let stopping = false;
     const stop = (signal: NodeJS.Signals) => {
@@ -176,6 +176,14 @@ async function serve(file: string): Promise<number | undefined> {
     };
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
+
+    gateway.listen().then(
+      (addrs) => logger.info({ config: file, version: pkg.version, node: process.version, listen: addrs }, 'wegate started'),
+      (err: unknown) => {
+        logger.fatal({ err }, 'wegate could not start');
+        void gateway.close({ drainTimeoutMs: 0 }).finally(() => resolveExit(EXIT_FAILURE));
+      },
+    );
   }).then(async (code) => {
     await flush(logger);
     return code;

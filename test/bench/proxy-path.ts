@@ -214,7 +214,7 @@ async function main(): Promise<void> {
         const total = Number(/(\d+) requests in/.exec(out)?.[1] ?? 0);
         const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0);
         const errors = /Non-2xx|Socket errors/.exec(out) ? ' (errors!)' : '';
-        const p99 = /99%\s+(\S+)/.exec(out)?.[1] ?? '?';
+        const p99 = /Latency Distribution[\s\S]*?99%\s+(\S+)/.exec(out)?.[1] ?? '?';
         rows.push(
           `${kind.padEnd(13)} ${rps.toFixed(0).padStart(7)} req/s  p99 ${p99.padStart(8)}  ${((cpu / total) * 1e6).toFixed(1).padStart(6)} µs CPU/req${errors}`,
         );
