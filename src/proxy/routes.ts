@@ -121,7 +121,7 @@ export function compileRoute(config: RouteConfig, index: number, name: string): 
     try {
       ca = readFileSync(caFile, 'utf8');
     } catch (e) {
-      throw new Error(`${where}: cannot read tls.ca_file ${JSON.stringify(caFile)}: ${(e as Error).message}`);
+      throw new Error(`${where}: cannot read tls.ca_file ${JSON.stringify(caFile)}: ${(e as Error).message}`, { cause: e });
     }
     if (!ca.includes('-----BEGIN CERTIFICATE-----'))
       throw new Error(`${where}: tls.ca_file ${JSON.stringify(caFile)} holds no PEM certificate`);

@@ -85,14 +85,14 @@ async function loadOne(files: CertFiles): Promise<LoadedCert> {
   try {
     x509 = new X509Certificate(cert);
   } catch (e) {
-    throw new Error(`${files.cert}: not a PEM certificate (${(e as Error).message})`);
+    throw new Error(`${files.cert}: not a PEM certificate (${(e as Error).message})`, { cause: e });
   }
   let context: SecureContext;
   try {
     // Throws on a bad key or a key that does not belong to the certificate.
     context = createSecureContext({ ...SERVER_CONTEXT_OPTIONS, cert, key });
   } catch (e) {
-    throw new Error(`${files.cert} / ${files.key}: ${(e as Error).message}`);
+    throw new Error(`${files.cert} / ${files.key}: ${(e as Error).message}`, { cause: e });
   }
   return {
     files,

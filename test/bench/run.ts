@@ -343,7 +343,7 @@ function pidAlive(pid: number): boolean {
 /** Two benches at once would measure each other: wait (bounded) for another run to finish. */
 async function takeLock(): Promise<void> {
   const deadline = Date.now() + 10 * 60_000;
-  for (let said = false; ; ) {
+  for (let said = false; ;) {
     try {
       fs.writeFileSync(LOCK, String(process.pid), { flag: 'wx' });
       haveLock = true;
@@ -439,7 +439,7 @@ async function ready(p: Started, what: string, timeoutMs: number, check: () => P
     await waitFor(p, what, timeoutMs, check);
   } catch (e) {
     await stop(p);
-    throw new Error(`${(e as Error).message}\n${logs()}`);
+    throw new Error(`${(e as Error).message}\n${logs()}`, { cause: e });
   }
 }
 

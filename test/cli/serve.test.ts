@@ -31,7 +31,6 @@ async function tmp(t: Test): Promise<string> {
   return dir;
 }
 
-
 async function upstream(t: Test, name: string): Promise<{ server: Server; url: string; hold: Set<() => void> }> {
   const hold = new Set<() => void>();
   const server = createServer((req, res) => {
@@ -180,52 +179,57 @@ t.test('wegate serve: exits 78 without starting when the config is invalid', asy
   t.match(r.stderr, /routes/);
 });
 
-t.test('wegate serve: SIGHUP under load keeps serving with zero failures when the new config is invalid, then applies a valid one', async (t) => {
-  const a = await upstream(t, 'A');
-  const b = await upstream(t, 'B');
-  const dir = await tmp(t);
-  const file = join(dir, 'wegate.yaml');
-  await writeFile(file, configYaml(a.url));
-  const gw = await serve(t, file);
+t.test(
+  'wegate serve: SIGHUP under load keeps serving with zero failures when the new config is invalid, then applies a valid one',
+  async (t) => {
+    const a = await upstream(t, 'A');
+    const b = await upstream(t, 'B');
+    const dir = await tmp(t);
+    const file = join(dir, 'wegate.yaml');
+    await writeFile(file, configYaml(a.url));
+    const gw = await serve(t, file);
 
-  // Bounded load loop: 4 concurrent clients, at most 400 requests or 20 s.
-  let ok = 0;
-  const failures: string[] = [];
-  let stop = false;
-  const deadline = Date.now() + 20_000;
-  const worker = async () => {
-    while (!stop && ok + failures.length < 400 && Date.now() < deadline) {
-      try {
-        const r = await get(gw.http, '/ping');
-        if (r.status === 200 && /^[AB]:\/ping$/.test(r.body)) ok++;
-        else failures.push(`${r.status} ${r.body.slice(0, 80)}`);
-      } catch (e) {
-        failures.push(String(e));
+    // Bounded load loop: 4 concurrent clients, at most 400 requests or 20 s.
+    let ok = 0;
+    const failures: string[] = [];
+    let stop = false;
+    const deadline = Date.now() + 20_000;
+    const worker = async () => {
+      while (!stop && ok + failures.length < 400 && Date.now() < deadline) {
+        try {
+          const r = await get(gw.http, '/ping');
+          if (r.status === 200 && /^[AB]:\/ping$/.test(r.body)) ok++;
+          else failures.push(`${r.status} ${r.body.slice(0, 80)}`);
+        } catch (e) {
+          failures.push(String(e));
+        }
       }
-    }
-  };
-  const load = Promise.all([worker(), worker(), worker(), worker()]);
+    };
+    const load = Promise.all([worker(), worker(), worker(), worker()]);
 
-  await writeFile(file, `${configYaml(b.url)}  - bogus_key: 1\n`);
-  gw.proc.kill('SIGHUP');
-  await waitFor('invalid reload to be logged', () => gw.lines.some((l) => typeof l.msg === 'string' && l.msg.includes('new configuration is invalid')));
-  const m = await get(gw.admin, '/metrics');
-  t.match(m.body, /wegate_config_reloads_total\{result="invalid"\} 1/);
-  t.equal((await get(gw.http, '/after-invalid')).body, 'A:/after-invalid', 'old config still serving');
+    await writeFile(file, `${configYaml(b.url)}  - bogus_key: 1\n`);
+    gw.proc.kill('SIGHUP');
+    await waitFor('invalid reload to be logged', () =>
+      gw.lines.some((l) => typeof l.msg === 'string' && l.msg.includes('new configuration is invalid')),
+    );
+    const m = await get(gw.admin, '/metrics');
+    t.match(m.body, /wegate_config_reloads_total\{result="invalid"\} 1/);
+    t.equal((await get(gw.http, '/after-invalid')).body, 'A:/after-invalid', 'old config still serving');
 
-  await writeFile(file, configYaml(b.url));
-  gw.proc.kill('SIGHUP');
-  await waitFor('valid reload to apply', async () => (await get(gw.http, '/x')).body === 'B:/x');
-  stop = true;
-  await load;
-  t.same(failures, [], 'no request failed during reloads');
-  t.ok(ok > 0, `requests completed under load (${ok})`);
-  const m2 = await get(gw.admin, '/metrics');
-  t.match(m2.body, /wegate_config_reloads_total\{result="success"\} 1/);
+    await writeFile(file, configYaml(b.url));
+    gw.proc.kill('SIGHUP');
+    await waitFor('valid reload to apply', async () => (await get(gw.http, '/x')).body === 'B:/x');
+    stop = true;
+    await load;
+    t.same(failures, [], 'no request failed during reloads');
+    t.ok(ok > 0, `requests completed under load (${ok})`);
+    const m2 = await get(gw.admin, '/metrics');
+    t.match(m2.body, /wegate_config_reloads_total\{result="success"\} 1/);
 
-  gw.proc.kill('SIGTERM');
-  t.equal(await gw.exit, 0, 'clean exit');
-});
+    gw.proc.kill('SIGTERM');
+    t.equal(await gw.exit, 0, 'clean exit');
+  },
+);
 
 t.test('wegate serve: SIGTERM drains an in-flight request, closes an open WebSocket and exits 0 when stopping', async (t) => {
   const a = await upstream(t, 'A');
