@@ -163,7 +163,11 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       logLine(site, req, ctx, status, socket.bytesWritten - bytesBefore, completed);
     });
 
-    if (ctx.errorCode !== undefined) return reject(req, res, ctx, ctx.errorCode);
+    if (ctx.errorCode !== undefined) {
+      // A traversal or encoding trick aimed at a verification file is just a missing file (404).
+      if (ctx.errorCode === 'WG_BAD_PATH' && site.verifyFiles?.aimsAt(req.url ?? '')) ctx.errorCode = 'WG_NOT_FOUND';
+      return reject(req, res, ctx, ctx.errorCode);
+    }
 
     // Verification files: before the redirect (WeCom fetches them over plain HTTP) and before routing.
     const file = site.verifyFiles?.lookup(ctx.host, ctx.rawPath);

@@ -55,6 +55,12 @@ export interface VerifyFiles {
    * lower-case) must be allowed. The returned Buffer is shared: send it, never modify it.
    */
   lookup(host: string, rawPath: string): Buffer | undefined;
+  /**
+   * Does a request target (any encoding, any case) name a verification file (`WW_verify_`,
+   * `MP_verify_` or a configured name)? The server answers such targets 404 when they fail path
+   * validation, as for any other missing file, instead of 400.
+   */
+  aimsAt(target: string): boolean;
   /** Re-read the directory; on failure keep the previous set and log. Never rejects. */
   reload(): Promise<void>;
   readonly size: number;
@@ -84,6 +90,7 @@ export async function createVerifyFiles(deps: VerifyFilesDeps): Promise<VerifyFi
     if (EXTRA_NAME.test(n) && n !== '.' && n !== '..') extra.add(n);
     else log.warn({ name: n }, 'verify_files.names entry is not a plain file name; ignored');
   }
+  const extraLower = [...extra].map((n) => n.toLowerCase());
   const wanted = (name: string) => BUILTIN_NAME.test(name) || extra.has(name);
   const hostAllowed = hostMatcher(deps.hosts);
 
@@ -219,6 +226,12 @@ export async function createVerifyFiles(deps: VerifyFilesDeps): Promise<VerifyFi
       const buf = files.get(rawPath);
       if (buf === undefined || !hostAllowed(host)) return undefined;
       return buf;
+    },
+    aimsAt(target: string): boolean {
+      const t = target.toLowerCase();
+      if (t.includes('_verify_')) return true;
+      for (const n of extraLower) if (t.includes(n)) return true;
+      return false;
     },
     reload: () => requestLoad('reload'),
     get size() {
