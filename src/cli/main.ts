@@ -14,8 +14,7 @@ import { createGateway, type Gateway } from '../app.ts';
 import { editorJsonSchema, formatProblems, loadConfigFile } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import { EXIT_CONFIG } from '../core/errors.ts';
-import { pino } from 'pino';
-import { createLogger, type Logger, redactText } from '../core/logger.ts';
+import { createLogDestination, createLogger, type Logger, redactText } from '../core/logger.ts';
 import { parseCommand, USAGE } from './args.ts';
 
 const EXIT_OK = 0;
@@ -62,9 +61,11 @@ async function serve(file: string): Promise<number | undefined> {
     return EXIT_CONFIG;
   }
   let config: Config = first.config;
-  // Asynchronous stdout: a synchronous write per access-log line costs measurable CPU under load.
-  // flush() on exit writes what is buffered.
-  const logger = createLogger({ level: config.log.level, destination: pino.destination({ dest: 1, sync: false }) });
+  // Batched asynchronous stdout: a write per access-log line (sync, or pino.destination's async one)
+  // cost more than the rest of the line; flushSync() on exit writes what is still buffered.
+  const destination = createLogDestination({ fd: 1 });
+  process.on('exit', () => destination.flushSync());
+  const logger = createLogger({ level: config.log.level, destination });
   let gateway: Gateway;
   try {
     gateway = await createGateway(config, { logger, registry: new Registry() });

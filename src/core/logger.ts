@@ -2,7 +2,10 @@
  * Logger factory. pino JSON to an injected destination (tests pass a stream and assert on it).
  * Secrets are redacted twice over: structured keys by pino's compiled redact paths, and secret query
  * parameters / key=value pairs inside any URL or message string by `redactText`.
+ * Also the two hot-path pieces: a pre-built writer for the flat access-log line (`createAccessLog`)
+ * and a batching fd destination (`createLogDestination`).
  */
+import { write as fsWrite, writeSync as fsWriteSync } from 'node:fs';
 import { type DestinationStream, type Logger, type LoggerOptions, pino } from 'pino';
 
 export type { Logger };
@@ -34,7 +37,11 @@ const SECRET_JSON_RE = new RegExp(`("(?:${SECRET_PARAM_NAMES.join('|')})"\\s*:\\
 
 /** Replace secret values inside free text (URLs, query strings, JSON snippets). */
 export function redactText(text: string): string {
-  return text.replace(SECRET_PAIR_RE, `$1${CENSOR}`).replace(SECRET_JSON_RE, `$1"${CENSOR}"`);
+  // Each pattern needs its '=' or '"': most text (every plain path) skips both regexes.
+  let out = text;
+  if (out.includes('=')) out = out.replace(SECRET_PAIR_RE, `$1${CENSOR}`);
+  if (out.includes('"')) out = out.replace(SECRET_JSON_RE, `$1"${CENSOR}"`);
+  return out;
 }
 
 const REDACT_PATHS = [
@@ -90,4 +97,254 @@ export function serializeError(e: unknown): Record<string, unknown> {
   if (e.cause !== undefined) out.cause = serializeError(e.cause);
   if (e.stack && !('status' in e)) out.stack = redactText(e.stack);
   return out;
+}
+
+/** The fields of one access-log line. A fixed, flat shape: no headers, so no Cookie or Authorization. */
+export interface AccessLine {
+  readonly req_id: string;
+  readonly method: string;
+  /** Omitted when empty (the Host was missing or invalid). */
+  readonly host: string;
+  /** Path and query as received; secret query parameters are redacted by the writer. */
+  readonly url: string;
+  readonly status: number;
+  readonly route: string;
+  readonly upstream: string | undefined;
+  readonly ms: number;
+  readonly bytes: number;
+  readonly client_ip: string;
+  readonly error_code: string | undefined;
+  /** false when the response did not finish (logged as "completed":false; omitted when true). */
+  readonly completed: boolean;
+}
+
+// Strings that JSON.stringify would change: quote, backslash, control characters, lone surrogates.
+const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
+
+function jsonString(s: string): string {
+  return NEEDS_ESCAPE.test(s) ? JSON.stringify(s) : `"${s}"`;
+}
+
+function jsonNumber(n: number): string {
+  return Number.isFinite(n) ? String(n) : 'null';
+}
+
+/**
+ * A writer for access-log lines on `logger` (one made by createLogger): the same JSON line pino would
+ * write (level label, ISO time, the logger's bindings, `"log":"access"`) built directly from the
+ * fixed fields and written to the logger's own destination, honouring its current level. This skips
+ * pino's generic path (hooks, serializers, compiled redaction) that a per-request line cannot afford;
+ * the only free text, the URL, goes through `redactText`.
+ */
+export function createAccessLog(logger: Logger): (line: AccessLine) => void {
+  const internals = logger as unknown as Record<symbol, unknown>;
+  const stream = internals[pino.symbols.streamSym] as DestinationStream;
+  // The bindings exactly as pino serialised them, e.g. `,"service":"wegate"`.
+  const bindings = `${(internals[pino.symbols.chindingsSym] as string | undefined) ?? ''},"log":"access"`;
+  let lastMs = -1;
+  let lastTime = '';
+  return (l) => {
+    if (!logger.isLevelEnabled('info')) return;
+    const now = Date.now();
+    if (now !== lastMs) {
+      lastMs = now;
+      lastTime = new Date(now).toISOString();
+    }
+    let line = `{"level":"info","time":"${lastTime}"${bindings},"req_id":${jsonString(l.req_id)},"method":${jsonString(l.method)}`;
+    if (l.host !== '') line += `,"host":${jsonString(l.host)}`;
+    line += `,"url":${jsonString(redactText(l.url))},"status":${jsonNumber(l.status)},"route":${jsonString(l.route)}`;
+    if (l.upstream !== undefined) line += `,"upstream":${jsonString(l.upstream)}`;
+    line += `,"ms":${jsonNumber(l.ms)},"bytes":${jsonNumber(l.bytes)},"client_ip":${jsonString(l.client_ip)}`;
+    if (l.error_code !== undefined) line += `,"error_code":${jsonString(l.error_code)}`;
+    if (!l.completed) line += ',"completed":false';
+    stream.write(`${line}}\n`);
+  };
+}
+
+/** A log destination on a file descriptor that batches lines into few writes (see createLogDestination). */
+export interface LogDestination extends DestinationStream {
+  write(line: string): boolean;
+  /** Write what is buffered now; `cb` runs once it reached the descriptor (or the descriptor failed). */
+  flush(cb?: (err?: Error) => void): void;
+  /** Write what is buffered synchronously (at process exit). */
+  flushSync(): void;
+  /** Lines dropped so far because the reader could not keep up. */
+  readonly dropped: number;
+}
+
+export interface LogDestinationOptions {
+  /** Usually 1 (stdout): a file, a pipe (Docker) or journald's socket (systemd). */
+  readonly fd: number;
+  /** Under load, at most one write per this many milliseconds (default 50); a lone line goes out at once. */
+  readonly intervalMs?: number;
+  /** Write without waiting for the interval once this many characters are buffered (default 64 KiB). */
+  readonly batchChars?: number;
+  /** Drop (and count) lines beyond this many buffered characters: a stuck reader must not eat the memory (default 8 MiB). */
+  readonly maxBufferedChars?: number;
+}
+
+/**
+ * A pino destination for a file descriptor. Lines are buffered and written together, at most one
+ * asynchronous write in flight (the libuv thread pool, so a slow pipe never blocks the event loop),
+ * and under load at most one write per `intervalMs`: a write costs a syscall and a thread hand-off,
+ * which per line was the largest part of the access log's cost. EAGAIN (a non-blocking pipe that is
+ * full) is retried; any other error (EPIPE: the reader is gone) stops logging instead of throwing.
+ * Lines that would exceed `maxBufferedChars` are dropped and a warning line with the count is written
+ * in their place. The caller calls `flushSync()` on process exit.
+ */
+export function createLogDestination({
+  fd,
+  intervalMs = 50,
+  batchChars = 64 * 1024,
+  maxBufferedChars = 8 * 1024 * 1024,
+}: LogDestinationOptions): LogDestination {
+  let parts: string[] = [];
+  let chars = 0;
+  /** Bytes handed to write() and not yet acknowledged. */
+  let inflight: Buffer | null = null;
+  /** A write() call is in progress in the thread pool (not merely waiting to retry EAGAIN). */
+  let writing = false;
+  let lastWriteAt = 0;
+  let timer: NodeJS.Timeout | undefined;
+  let retry: NodeJS.Timeout | undefined;
+  let immediate: NodeJS.Immediate | undefined;
+  let broken = false;
+  let dropped = 0;
+  let droppedUnreported = 0;
+  let waiters: ((err?: Error) => void)[] = [];
+
+  const settle = (err?: Error) => {
+    const w = waiters;
+    waiters = [];
+    for (const cb of w) cb(err);
+  };
+  const cancelTimers = () => {
+    clearTimeout(timer);
+    timer = undefined;
+    clearTimeout(retry);
+    retry = undefined;
+    if (immediate !== undefined) clearImmediate(immediate);
+    immediate = undefined;
+  };
+  const fail = (err: Error) => {
+    // The reader is gone (EPIPE) or the descriptor is unusable: stop logging rather than crash or grow.
+    broken = true;
+    inflight = null;
+    parts = [];
+    chars = 0;
+    cancelTimers();
+    settle(err);
+  };
+
+  const onWritten = (err: NodeJS.ErrnoException | null, n: number) => {
+    writing = false;
+    if (inflight === null) return;
+    if (err) {
+      if (err.code === 'EAGAIN') {
+        // A full non-blocking pipe: try the same bytes again shortly; new lines keep buffering meanwhile.
+        retry = setTimeout(writeInflight, 10);
+        return;
+      }
+      fail(err);
+      return;
+    }
+    if (n < inflight.length) {
+      inflight = inflight.subarray(n);
+      writeInflight();
+      return;
+    }
+    inflight = null;
+    if (parts.length > 0) schedule();
+    else settle();
+  };
+
+  function writeInflight(): void {
+    retry = undefined;
+    if (inflight === null || writing) return;
+    writing = true;
+    fsWrite(fd, inflight, 0, inflight.length, null, onWritten);
+  }
+
+  const start = () => {
+    clearTimeout(timer);
+    timer = undefined;
+    immediate = undefined;
+    if (inflight !== null || parts.length === 0) return;
+    inflight = Buffer.from(parts.length === 1 ? (parts[0] as string) : parts.join(''), 'utf8');
+    parts = [];
+    chars = 0;
+    lastWriteAt = Date.now();
+    writeInflight();
+  };
+
+  function schedule(): void {
+    if (inflight !== null || immediate !== undefined) return;
+    const wait = waiters.length > 0 || chars >= batchChars ? 0 : lastWriteAt + intervalMs - Date.now();
+    if (wait <= 0) {
+      clearTimeout(timer);
+      timer = undefined;
+      immediate = setImmediate(start);
+    } else if (timer === undefined) {
+      timer = setTimeout(start, wait);
+      // An idle process may exit: the exit handler's flushSync() writes what is left.
+      timer.unref();
+    }
+  }
+
+  return {
+    write(line: string): boolean {
+      if (broken) return false;
+      if (chars + line.length > maxBufferedChars) {
+        dropped++;
+        droppedUnreported++;
+        return false;
+      }
+      if (droppedUnreported > 0) {
+        // Where the gap is, say so: the reader was too slow for this many lines.
+        const notice = `{"level":"warn","time":"${new Date().toISOString()}","msg":"log output could not keep up; lines dropped","dropped":${droppedUnreported}}\n`;
+        droppedUnreported = 0;
+        parts.push(notice);
+        chars += notice.length;
+      }
+      parts.push(line);
+      chars += line.length;
+      schedule();
+      return true;
+    },
+    flush(cb?: (err?: Error) => void): void {
+      if (broken || (inflight === null && parts.length === 0)) {
+        if (cb) process.nextTick(cb);
+        return;
+      }
+      if (cb) waiters.push(cb);
+      if (inflight === null) {
+        cancelTimers();
+        start();
+      }
+    },
+    flushSync(): void {
+      cancelTimers();
+      if (broken) return;
+      // Bytes waiting for an EAGAIN retry go first; bytes already inside a write() call will land on their own.
+      const pending = [...(inflight !== null && !writing ? [inflight] : []), Buffer.from(parts.join(''), 'utf8')];
+      if (!writing) inflight = null;
+      parts = [];
+      chars = 0;
+      const deadline = Date.now() + 2000;
+      for (let buf of pending) {
+        while (buf.length > 0) {
+          try {
+            buf = buf.subarray(fsWriteSync(fd, buf));
+          } catch (e) {
+            // A full non-blocking pipe: wait a little (bounded); anything else: give up quietly.
+            if ((e as NodeJS.ErrnoException).code !== 'EAGAIN' || Date.now() > deadline) return;
+            Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+          }
+        }
+      }
+    },
+    get dropped() {
+      return dropped;
+    },
+  };
 }
