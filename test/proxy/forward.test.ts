@@ -204,6 +204,23 @@ t.test('proxy: answers 502 WG_UPSTREAM_UNREACHABLE with a request id and no caus
   t.equal(log?.kind, 'refused');
 });
 
+t.test('proxy: answers 502 WG_UPSTREAM_UNREACHABLE and counts kind dns when the upstream host name does not resolve', async (t) => {
+  // ".invalid" never resolves (RFC 6761); a long connect_ms keeps a slow resolver from turning it into a timeout.
+  const front = await startFront(t, [
+    route({
+      name: 'nxdomain',
+      upstream: 'http://wegate-test-upstream.invalid:8080',
+      timeouts: { connect_ms: 15_000, response_ms: 15_000, idle_ms: 15_000 },
+    }),
+  ]);
+  const r = await request(front.origin, '/x', { headers: { host: 'a.test', accept: 'application/json' } });
+  t.equal(r.status, 502);
+  const body = JSON.parse(r.body) as ErrorBody;
+  t.equal(body.error, 'WG_UPSTREAM_UNREACHABLE');
+  t.notMatch(r.body, /ENOTFOUND|EAI_AGAIN|wegate-test-upstream|stack/, 'no cause or upstream name in the response');
+  t.same(await upstreamErrors(front), { 'nxdomain/dns': 1 });
+});
+
 t.test('proxy: answers 504 WG_UPSTREAM_TIMEOUT when the upstream sends no headers within response_ms', async (t) => {
   const up = await startUpstream(t, () => {
     /* never answers */

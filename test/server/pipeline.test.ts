@@ -242,6 +242,53 @@ t.test('pipeline: Expect 100-continue is validated before the body is asked for'
   t.notOk(s.pub.seen.at(-1)?.headers.expect, 'the upstream is not asked to continue again');
 });
 
+t.test(
+  'pipeline: strips spoofed identity and forwarding headers in case and underscore variants when the request is plain, Expect: 100-continue or a WebSocket upgrade',
+  async (t) => {
+    const s = await site(t);
+    const upgrades: Record<string, string | string[] | undefined>[] = [];
+    s.pub.server.prependListener('upgrade', (req: { headers: Record<string, string | string[] | undefined> }) =>
+      upgrades.push(req.headers),
+    );
+    const spoofed = [
+      'X-Wegate-User: admin',
+      'x-WEGATE-corp: ww1',
+      'X_Wegate_User: admin',
+      'X-WeGate_User: admin',
+      'X_WEGATE_AGENTID: 1',
+      'X-Forwarded-For: 1.2.3.4',
+      'X_Forwarded_For: 1.2.3.4',
+      'x-forwarded_proto: https',
+      'X-Forwarded-Host: evil.test',
+      'X-Real-IP: 1.2.3.4',
+      'X-Real_IP: 1.2.3.4',
+      'Forwarded: for=1.2.3.4',
+      'X_Custom: 1',
+    ].join('\r\n');
+    const plain = `GET /public/plain HTTP/1.1\r\nHost: app.school.test\r\n${spoofed}\r\nConnection: close\r\n\r\n`;
+    const expect = `POST /public/expect HTTP/1.1\r\nHost: app.school.test\r\nContent-Length: 5\r\nExpect: 100-continue\r\n${spoofed}\r\nConnection: close\r\n\r\nhello`;
+    const upgrade = `GET /public/ws HTTP/1.1\r\nHost: app.school.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n${spoofed}\r\n\r\n`;
+    t.equal(rawStatus(await raw(s.httpPort, plain)), 200, 'plain request proxied');
+    t.match(await raw(s.httpPort, expect), /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 /, 'expect request proxied');
+    t.equal(rawStatus(await raw(s.httpPort, upgrade, 1000)), 101, 'upgrade proxied');
+    const seen = [...s.pub.seen.map((r) => r.headers), ...upgrades];
+    t.equal(seen.length, 3, 'the upstream saw all three requests');
+    for (const [i, h] of seen.entries()) {
+      const kind = ['plain', 'expect', 'upgrade'][i];
+      const names = Object.keys(h);
+      t.same(
+        names.filter((n) => n.includes('_') || n.startsWith('x-wegate-') || n === 'forwarded'),
+        [],
+        `${kind}: no identity, underscore or Forwarded header`,
+      );
+      t.equal(h['x-forwarded-for'], '127.0.0.1', `${kind}: X-Forwarded-For is the peer`);
+      t.equal(h['x-real-ip'], '127.0.0.1', `${kind}: X-Real-IP is the peer`);
+      t.equal(h['x-forwarded-host'], 'app.school.test', `${kind}: X-Forwarded-Host is the public host`);
+      t.equal(h['x-forwarded-proto'], 'http', `${kind}: X-Forwarded-Proto is the listener's`);
+    }
+  },
+);
+
 t.test('pipeline: HTTP→HTTPS redirect keeps verification files on plain HTTP', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'wegate-vf-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
