@@ -7,6 +7,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Registry } from 'prom-client';
 import type { Config } from './config/schema.ts';
+import { LiveList } from './core/live-list.ts';
 import type { Logger } from './core/logger.ts';
 import { createMetrics, type Metrics } from './metrics/metrics.ts';
 import { createProxy } from './proxy/index.ts';
@@ -126,7 +127,8 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
 
   let listening = false;
   let closing = false;
-  const sockets = new Set<Socket>();
+  // Every accepted socket until it closes; a LiveList, not a Set: see core/live-list.ts.
+  const sockets = new LiveList<Socket>();
   let httpServer: Server | undefined;
   let httpsServer: Server | undefined;
   let adminServer: Server | undefined;

@@ -4,6 +4,7 @@
  * already-normalised forwarded path (`toProxy` keeps http-proxy-3 from re-parsing it). The upstream
  * handshake response is cleaned in an `upgrade`/`response` listener that runs before the library's.
  */
+import { LiveList } from '../core/live-list.ts';
 import { type ClientRequest, type IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -103,7 +104,8 @@ export class WebSocketProxy {
   readonly #logger: Logger;
   readonly #metrics: Metrics;
   readonly #server: ProxyServer;
-  readonly #open = new Set<Duplex>();
+  // A LiveList, not a Set (see core/live-list.ts): WebSockets may churn as fast as requests.
+  readonly #open = new LiveList<Duplex>();
 
   constructor(logger: Logger, metrics: Metrics) {
     this.#logger = logger;
@@ -199,7 +201,7 @@ export class WebSocketProxy {
       socket.pause();
       if (session.early.length !== 0) socket.unshift(Buffer.concat(session.early));
       session.early = [];
-      this.#open.add(socket);
+      const openNode = this.#open.add(socket);
       this.#metrics.websocketsOpen.inc({ route: route.name });
       const s = socket as Socket;
       if (typeof s.setTimeout === 'function') {
@@ -214,7 +216,7 @@ export class WebSocketProxy {
       // off shortly after (not at once, which could drop a close frame still being written).
       upstreamSocket.once('close', () => setTimeout(destroySocket, 1000, socket).unref());
       socket.once('close', () => {
-        this.#open.delete(socket);
+        this.#open.delete(openNode);
         this.#metrics.websocketsOpen.dec({ route: route.name });
         setTimeout(destroySocket, 1000, upstreamSocket).unref();
       });

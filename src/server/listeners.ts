@@ -7,6 +7,7 @@ import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { SecureContextOptions } from 'node:tls';
+import type { LiveList } from '../core/live-list.ts';
 import type { Pipeline } from './pipeline.ts';
 import type { CertStore } from './tls.ts';
 
@@ -21,7 +22,7 @@ export interface PublicServerOptions {
   readonly timeouts: ListenerTimeouts;
   readonly pipeline: Pipeline;
   /** Every accepted socket, until it closes (server.close() alone never finishes with upgraded or silent sockets). */
-  readonly sockets: Set<Socket>;
+  readonly sockets: LiveList<Socket>;
   /** The HTTPS listener's certificate selection (delegating, so a reload can swap the store). */
   readonly tls?: { readonly defaultOptions: SecureContextOptions; readonly SNICallback: CertStore['SNICallback'] };
 }
@@ -66,8 +67,8 @@ export function createPublicServer(opts: PublicServerOptions): Server {
   }
   applyTimeouts(server, timeouts);
   server.on('connection', (socket: Socket) => {
-    sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
+    const node = sockets.add(socket);
+    socket.once('close', () => sockets.delete(node));
   });
   server.on('request', pipeline.request(secure));
   server.on('checkContinue', pipeline.checkContinue(secure));

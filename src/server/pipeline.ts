@@ -11,6 +11,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ERRORS, type ErrorCode } from '../core/errors.ts';
 import { hasUnreadBody, parseTarget, type RequestContext, sendError } from '../core/http.ts';
+import { LiveList } from '../core/live-list.ts';
 import { createAccessLog, type Logger } from '../core/logger.ts';
 import { type Metrics, statusClass } from '../metrics/metrics.ts';
 import type { Proxy as RouteProxy } from '../proxy/index.ts';
@@ -74,7 +75,8 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
   const idPrefix = randomBytes(5).toString('hex');
   let seq = 0;
   const nextId = () => `${idPrefix}-${(++seq).toString(36)}`;
-  const active = new Set<ServerResponse>();
+  // In-flight responses (closeInFlight); a LiveList, not a Set: see core/live-list.ts.
+  const active = new LiveList<ServerResponse>();
 
   // Label children cached per (route, class): label hashing is measurable on the hot path.
   const children = new Map<string, { inc: () => void; observe: (v: number) => void }>();
@@ -143,14 +145,14 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     res.setHeader('x-request-id', id);
     const site = deps.site();
     site.inflight++;
-    active.add(res);
+    const activeNode = active.add(res);
     if (deps.closing()) res.setHeader('connection', 'close');
     const socket = req.socket as Socket & TrackedSocket;
     const bytesBefore = socket.bytesWritten;
     const ctx = newCtx(req, secure, id);
     socket[kCtx] = ctx;
     res.once('close', () => {
-      active.delete(res);
+      active.delete(activeNode);
       if (socket[kCtx] === ctx) socket[kCtx] = undefined;
       deps.release(site);
       const completed = res.writableFinished;
