@@ -3,16 +3,19 @@
  * Label values are bounded: route names from the config, status classes, fixed kinds. Never raw
  * paths, hosts or anything a client chooses.
  */
-import { Counter, collectDefaultMetrics, Gauge, Histogram, type Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, type Registry } from 'prom-client';
+import { createRequestMetrics, type RequestMetrics } from './request-metrics.ts';
 
 /** Why an upstream exchange failed; a fixed set so the label stays bounded. */
 export type UpstreamErrorKind = 'refused' | 'dns' | 'timeout' | 'reset' | 'tls' | 'bad_response' | 'other';
 
 export interface Metrics {
   readonly registry: Registry;
-  /** requests by route ("-" when none matched, "verify_file", "redirect") and status class ("2xx"…). */
-  readonly requests: Counter<'route' | 'status_class'>;
-  readonly requestDuration: Histogram<'route' | 'status_class'>;
+  /**
+   * wegate_http_requests_total and wegate_http_request_duration_seconds, by route ("-" when none
+   * matched, "verify_file", "redirect") and status class ("2xx"…).
+   */
+  readonly requests: RequestMetrics;
   readonly upstreamErrors: Counter<'route' | 'kind'>;
   readonly websocketsOpen: Gauge<'route'>;
   readonly configReloads: Counter<'result'>;
@@ -38,18 +41,13 @@ export function createMetrics({ registry, processMetrics = true }: MetricsOption
   const registers = [registry];
   return {
     registry,
-    requests: new Counter({
-      name: 'wegate_http_requests_total',
-      help: 'Requests answered, by route and status class.',
-      labelNames: ['route', 'status_class'],
-      registers,
-    }),
-    requestDuration: new Histogram({
-      name: 'wegate_http_request_duration_seconds',
-      help: 'Time from request start to response end, by route and status class.',
-      labelNames: ['route', 'status_class'],
+    requests: createRequestMetrics({
+      registry,
+      counterName: 'wegate_http_requests_total',
+      counterHelp: 'Requests answered, by route and status class.',
+      histogramName: 'wegate_http_request_duration_seconds',
+      histogramHelp: 'Time from request start to response end, by route and status class.',
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
-      registers,
     }),
     upstreamErrors: new Counter({
       name: 'wegate_upstream_errors_total',

@@ -208,14 +208,13 @@ class Forward implements Dispatcher.DispatchHandler {
   }
 
   #responseHeaders(headers: IncomingHttpHeaders): string[] {
-    const out: string[] = [];
+    // The gateway's request id (correlated with its logs) replaces an upstream's.
+    const out: string[] = ['x-request-id', this.ctx.id];
     const route = this.route;
     const nominated = headers.connection === undefined ? undefined : responseNominated(headers);
     for (const k in headers) {
       const v = headers[k];
-      if (v === undefined || isHopByHop(k) || k === '__proto__' || nominated?.has(k)) continue;
-      // The gateway's request id (set by the server, correlated with our logs) wins over an upstream's.
-      if (k === 'x-request-id' && this.res.hasHeader(k)) continue;
+      if (v === undefined || isHopByHop(k) || k === '__proto__' || k === 'x-request-id' || nominated?.has(k)) continue;
       if (k === 'set-cookie') {
         for (const c of Array.isArray(v) ? v : [v]) {
           const r = rewriteSetCookie(c, route, route.rewriteCookies);

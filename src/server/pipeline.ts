@@ -11,7 +11,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ERRORS, type ErrorCode } from '../core/errors.ts';
 import { hasUnreadBody, parseTarget, type RequestContext, sendError } from '../core/http.ts';
-import { LiveList } from '../core/live-list.ts';
+import { type LiveNode, LiveList } from '../core/live-list.ts';
 import { createAccessLog, type Logger } from '../core/logger.ts';
 import { type Metrics, statusClass } from '../metrics/metrics.ts';
 import type { Proxy as RouteProxy } from '../proxy/index.ts';
@@ -58,6 +58,16 @@ type Ctx = RequestContext & { method: string };
 
 const kCtx = Symbol('wegate.ctx');
 type TrackedSocket = Duplex & { [kCtx]?: Ctx | undefined; bytesWritten?: number; remoteAddress?: string };
+const kTrack = Symbol('wegate.track');
+/** What the shared 'close' listener needs of a request. */
+interface Track {
+  readonly req: IncomingMessage;
+  readonly ctx: Ctx;
+  readonly site: Site;
+  readonly node: LiveNode<ServerResponse>;
+  readonly bytesBefore: number;
+}
+type TrackedResponse = { [kTrack]?: Track | undefined };
 
 /** The peer address, never a header. IPv4 clients of a dual-stack listener appear as "::ffff:a.b.c.d". */
 function clientIp(address: string | undefined): string {
@@ -78,20 +88,8 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
   // In-flight responses (closeInFlight); a LiveList, not a Set: see core/live-list.ts.
   const active = new LiveList<ServerResponse>();
 
-  // Label children cached per (route, class): label hashing is measurable on the hot path.
-  const children = new Map<string, { inc: () => void; observe: (v: number) => void }>();
   const count = (route: string, status: number, seconds: number) => {
-    const sc = statusClass(status);
-    const key = `${route}\u0000${sc}`;
-    let c = children.get(key);
-    if (c === undefined) {
-      const counter = metrics.requests.labels(route, sc);
-      const hist = metrics.requestDuration.labels(route, sc);
-      c = { inc: () => counter.inc(), observe: (v) => hist.observe(v) };
-      children.set(key, c);
-    }
-    c.inc();
-    c.observe(seconds);
+    metrics.requests.slot(route, statusClass(status)).record(seconds);
   };
 
   const newCtx = (req: IncomingMessage, secure: boolean, id: string): Ctx => {
@@ -140,27 +138,36 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     sendError(req, res, ctx, code);
   };
 
-  const handle = (req: IncomingMessage, res: ServerResponse, secure: boolean, expectContinue: boolean) => {
-    const id = nextId();
-    res.setHeader('x-request-id', id);
+  /**
+   * The one 'close' listener of every response (shared, `this` is the response: no closure or once()
+   * wrapper per request): releases the generation, then metrics and the access log.
+   */
+  function onResponseClose(this: ServerResponse & TrackedResponse): void {
+    const t = this[kTrack];
+    if (t === undefined) return;
+    this[kTrack] = undefined;
+    active.delete(t.node);
+    const socket = t.req.socket as Socket & TrackedSocket;
+    if (socket[kCtx] === t.ctx) socket[kCtx] = undefined;
+    deps.release(t.site);
+    const ctx = t.ctx;
+    // 499 (nginx's "client closed request") when nothing was answered.
+    const status = this.headersSent ? this.statusCode : ctx.errorCode !== undefined ? ERRORS[ctx.errorCode].status : 499;
+    logLine(t.site, t.req, ctx, status, socket.bytesWritten - t.bytesBefore, this.writableFinished);
+  }
+
+  const handle = (req: IncomingMessage, res: ServerResponse & TrackedResponse, secure: boolean, expectContinue: boolean, id: string) => {
+    // X-Request-Id is added where each response is written (error page, verification file, redirect,
+    // proxied response), not with setHeader here: a header set in advance sends every later
+    // writeHead(status, headerList) down Node's slow path (a setHeader per upstream header).
     const site = deps.site();
     site.inflight++;
-    const activeNode = active.add(res);
     if (deps.closing()) res.setHeader('connection', 'close');
     const socket = req.socket as Socket & TrackedSocket;
-    const bytesBefore = socket.bytesWritten;
     const ctx = newCtx(req, secure, id);
     socket[kCtx] = ctx;
-    res.once('close', () => {
-      active.delete(activeNode);
-      if (socket[kCtx] === ctx) socket[kCtx] = undefined;
-      deps.release(site);
-      const completed = res.writableFinished;
-      // 499 (nginx's "client closed request") when nothing was answered.
-      const status =
-        !res.headersSent && ctx.errorCode !== undefined ? ERRORS[ctx.errorCode].status : res.headersSent ? res.statusCode : 499;
-      logLine(site, req, ctx, status, socket.bytesWritten - bytesBefore, completed);
-    });
+    res[kTrack] = { req, ctx, site, node: active.add(res), bytesBefore: socket.bytesWritten };
+    res.on('close', onResponseClose);
 
     if (ctx.errorCode !== undefined) {
       // A traversal or encoding trick aimed at a verification file is just a missing file (404).
@@ -177,6 +184,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
         'content-length': file.length,
         'cache-control': 'no-cache',
         'x-content-type-options': 'nosniff',
+        'x-request-id': ctx.id,
       };
       if (hasUnreadBody(req)) headers.connection = 'close';
       res.writeHead(200, headers);
@@ -198,12 +206,12 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
 
   // A throw escaping a request handler would crash the process: answer 500 instead.
   const guard = (req: IncomingMessage, res: ServerResponse, secure: boolean, expectContinue: boolean) => {
+    const id = nextId();
     try {
-      handle(req, res, secure, expectContinue);
+      handle(req, res, secure, expectContinue, id);
     } catch (e) {
-      deps.logger.error({ err: e, req_id: res.getHeader('x-request-id') }, 'request pipeline failed unexpectedly');
-      const id = res.getHeader('x-request-id');
-      sendError(req, res, { id: typeof id === 'string' ? id : '-' }, 'WG_INTERNAL');
+      deps.logger.error({ err: e, req_id: id }, 'request pipeline failed unexpectedly');
+      sendError(req, res, (res as TrackedResponse)[kTrack]?.ctx ?? { id }, 'WG_INTERNAL');
     }
   };
 
@@ -211,7 +219,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     ctx.route = 'redirect';
     const port = site.publicHttpsPort ?? deps.httpsPort() ?? 443;
     const location = `https://${ctx.host}${port === 443 ? '' : `:${port}`}${ctx.rawPath}${ctx.query}`;
-    const headers: Record<string, string | number> = { location, 'content-length': 0, 'cache-control': 'no-cache' };
+    const headers: Record<string, string | number> = { location, 'content-length': 0, 'cache-control': 'no-cache', 'x-request-id': ctx.id };
     if (hasUnreadBody(req)) headers.connection = 'close';
     // 308 keeps the method and body of a POST; 301 is what every client understands for GET.
     res.writeHead(req.method === 'GET' || req.method === 'HEAD' ? 301 : 308, headers);

@@ -74,7 +74,8 @@ export async function startFront(t: Teardown, routes: RouteConfig[], opts: { sec
     const authority = hostHeader.toLowerCase();
     const host = authority.startsWith('[') ? authority.slice(0, authority.indexOf(']') + 1) : authority.split(':')[0];
     return {
-      id: randomUUID(),
+      // A recognisable prefix lets tests tell the gateway's request id from an upstream's.
+      id: `front-${randomUUID()}`,
       startedAt: process.hrtime.bigint(),
       clientIp: req.socket.remoteAddress ?? '',
       secure: opts.secure === true,
@@ -96,8 +97,6 @@ export async function startFront(t: Teardown, routes: RouteConfig[], opts: { sec
       sendError(req, res, ctx, 'WG_NOT_FOUND');
       return;
     }
-    // Like the server pipeline; a fixed value lets tests tell it from an upstream's.
-    res.setHeader('x-request-id', 'front-id');
     proxy.web(req, res, ctx, r);
   });
   server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
