@@ -125,7 +125,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       status,
       route: ctx.route ?? '-',
       upstream: ctx.upstream,
-      ms: Math.round(seconds * 1e6) / 1e3,
+      us: Math.round(seconds * 1e6),
       bytes,
       client_ip: ctx.clientIp,
       error_code: ctx.errorCode,

@@ -1,6 +1,9 @@
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import t from 'tap';
-import { createLogger, redactText } from '../../src/core/logger.ts';
+import t, { type Test } from 'tap';
+import { createAccessLog, createLogDestination, createLogger, redactText } from '../../src/core/logger.ts';
 
 function capture() {
   const lines: string[] = [];
@@ -46,4 +49,132 @@ t.test('createLogger: redacts secrets in fields, headers and messages when loggi
   for (const s of ['OAUTHCODE1', 'COOKIEVAL', 'AUTHVAL', 'FIELDTOKEN', 'MSGSECRET', 'ERRTOKEN']) t.notMatch(all, s, `${s} not logged`);
   t.equal(lines.length, 2, 'both lines written');
   t.match(JSON.parse(lines[0] as string), { level: 'info', service: 'wegate' });
+});
+
+const accessFields = {
+  req_id: 'abc-1',
+  method: 'GET',
+  host: 'api1.school.test',
+  url: '/x',
+  status: 200,
+  route: 'api1',
+  upstream: 'https://hub.example:8080',
+  us: 1234,
+  bytes: 380,
+  client_ip: '127.0.0.1',
+  error_code: undefined,
+  completed: true,
+} as const;
+
+t.test('createAccessLog: writes one pino-shaped JSON line per request when the level allows info', async (t) => {
+  const { lines, stream } = capture();
+  const log = createAccessLog(createLogger({ level: 'info', destination: stream }));
+  log(accessFields);
+  log({
+    ...accessFields,
+    req_id: 'abc-2',
+    us: 5,
+    host: '',
+    upstream: undefined,
+    status: 499,
+    error_code: 'WG_NOT_FOUND',
+    completed: false,
+  });
+  t.equal(lines.length, 2);
+  const [a, b] = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+  t.match(a, { level: 'info', service: 'wegate', log: 'access', req_id: 'abc-1', method: 'GET', host: 'api1.school.test' });
+  t.match(a, {
+    url: '/x',
+    status: 200,
+    route: 'api1',
+    upstream: 'https://hub.example:8080',
+    ms: 1.234,
+    bytes: 380,
+    client_ip: '127.0.0.1',
+  });
+  t.ok(!Number.isNaN(Date.parse(a?.time as string)), 'ISO time');
+  t.notOk('completed' in (a ?? {}), 'completed omitted when true');
+  t.notOk('error_code' in (a ?? {}), 'error_code omitted when absent');
+  t.match(b, { ms: 0.005, status: 499, error_code: 'WG_NOT_FOUND', completed: false });
+  t.notOk('host' in (b ?? {}), 'empty host omitted');
+  t.notOk('upstream' in (b ?? {}), 'no upstream omitted');
+});
+
+t.test('createAccessLog: redacts secret query parameters and escapes hostile text when the URL carries them', async (t) => {
+  const { lines, stream } = capture();
+  const log = createAccessLog(createLogger({ level: 'info', destination: stream }));
+  log({ ...accessFields, url: '/cb?code=OAUTH-CODE-1&state=s&access_token=TOKEN-2' });
+  log({ ...accessFields, url: '/a"b\\c\u0001\n", "status": 1', method: 'G"ET' });
+  t.equal(lines.length, 2, 'a newline in the URL does not split the line');
+  const [a, b] = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+  t.notMatch(lines[0], 'OAUTH-CODE-1');
+  t.notMatch(lines[0], 'TOKEN-2');
+  t.match(a?.url, /state=s/);
+  t.equal(b?.url, '/a"b\\c\u0001\n", "status": 1', 'URL kept verbatim inside one JSON string');
+  t.equal(b?.status, 200, 'no field injected');
+  t.equal(b?.method, 'G"ET');
+});
+
+t.test('createAccessLog: writes nothing when the level is above info', async (t) => {
+  const { lines, stream } = capture();
+  const logger = createLogger({ level: 'warn', destination: stream });
+  const log = createAccessLog(logger);
+  log(accessFields);
+  t.equal(lines.length, 0);
+  logger.level = 'info';
+  log(accessFields);
+  t.equal(lines.length, 1, 'follows a level change at run time');
+});
+
+function tempFd(t: Test): { fd: number; read: () => string } {
+  const dir = mkdtempSync(join(tmpdir(), 'wegate-log-'));
+  const file = join(dir, 'out.log');
+  const fd = openSync(file, 'w');
+  t.teardown(() => {
+    closeSync(fd);
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return { fd, read: () => readFileSync(file, 'utf8') };
+}
+
+t.test('createLogDestination: writes every line in order when lines arrive faster than writes', async (t) => {
+  const { fd, read } = tempFd(t);
+  const dest = createLogDestination({ fd, intervalMs: 5, batchChars: 1024 });
+  const expected: string[] = [];
+  for (let round = 0; round < 20; round++) {
+    for (let i = 0; i < 50; i++) {
+      const line = `{"n":${round * 50 + i}}\n`;
+      expected.push(line);
+      t.equal(dest.write(line), true);
+    }
+    await new Promise((r) => setImmediate(r));
+  }
+  await new Promise<void>((resolve, reject) => dest.flush((err) => (err ? reject(err) : resolve())));
+  t.equal(read(), expected.join(''));
+  t.equal(dest.dropped, 0);
+});
+
+t.test('createLogDestination: flushSync writes what is buffered when the process is exiting', async (t) => {
+  const { fd, read } = tempFd(t);
+  const dest = createLogDestination({ fd, intervalMs: 10_000 });
+  dest.write('one\n');
+  dest.write('two\n');
+  dest.flushSync();
+  t.equal(read(), 'one\ntwo\n');
+});
+
+t.test('createLogDestination: drops and counts lines, then says so, when the buffer limit is reached', async (t) => {
+  const { fd, read } = tempFd(t);
+  const dest = createLogDestination({ fd, maxBufferedChars: 100 });
+  const line = `${'x'.repeat(39)}\n`;
+  const accepted = [0, 1, 2, 3].map(() => dest.write(line));
+  t.same(accepted, [true, true, false, false], 'two 40-char lines fit in 100, the rest are refused');
+  t.equal(dest.dropped, 2);
+  await new Promise<void>((r) => dest.flush(() => r()));
+  t.equal(dest.write('after\n'), true);
+  await new Promise<void>((r) => dest.flush(() => r()));
+  const out = read().split('\n').filter(Boolean);
+  t.equal(out.length, 4, 'two lines, the notice, the next line');
+  t.match(JSON.parse(out[2] as string), { level: 'warn', dropped: 2 });
+  t.equal(out[3], 'after');
 });
