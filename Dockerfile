@@ -12,14 +12,25 @@
 
 ARG NODE_IMAGE=node:24-bookworm-slim
 
-# --- build stage: production dependencies only ------------------------------------------------
-FROM ${NODE_IMAGE} AS deps
+# --- build stage: compile TypeScript to dist/ ---------------------------------------------------
+FROM ${NODE_IMAGE} AS build
 # npm reads it from the environment; e.g. --build-arg NPM_CONFIG_REGISTRY=https://registry.npmmirror.com
 ARG NPM_CONFIG_REGISTRY=https://registry.npmjs.org/
 WORKDIR /opt/wegate
+COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
+# --ignore-scripts: the `node` runtime package would fetch a second Node; the image has Node 24.
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY src ./src
+# Compiled JavaScript, not the .ts sources: Node's built-in type stripping costs ~20-30 MB of RSS.
+RUN ./node_modules/.bin/tsc -p tsconfig.build.json
+
+# --- dependency stage: production dependencies only --------------------------------------------
+FROM ${NODE_IMAGE} AS deps
+ARG NPM_CONFIG_REGISTRY=https://registry.npmjs.org/
+WORKDIR /opt/wegate
 COPY package.json package-lock.json ./
-# --omit=dev drops the `node` runtime package (the image already has Node 24) and the test tools;
-# no production dependency needs an install script.
+# --omit=dev drops the `node` runtime package and the test tools; no production dependency needs
+# an install script.
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
  && npm cache clean --force
 
@@ -41,7 +52,7 @@ WORKDIR /opt/wegate
 # Code stays root-owned: the gateway cannot modify itself.
 COPY --from=deps /opt/wegate/node_modules ./node_modules
 COPY package.json package-lock.json ./
-COPY src ./src
+COPY --from=build /opt/wegate/dist ./dist
 # Example config, JSON Schema and sample verification file, for reference and `wegate check`.
 COPY config ./config
 
@@ -60,5 +71,7 @@ STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \
   CMD ["node", "-e", "fetch(process.env.WEGATE_HEALTHCHECK_URL,{signal:AbortSignal.timeout(4000)}).then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 
-ENTRYPOINT ["node", "/opt/wegate/src/cli/main.ts"]
+# --max-semi-space-size=4: a 4 MB young generation keeps peak RSS under load near 130-160 MB
+# (Node's default let it reach ~240 MB); see systemd/wegate.service.
+ENTRYPOINT ["node", "--max-semi-space-size=4", "/opt/wegate/dist/src/cli/main.js"]
 CMD ["serve", "--config", "/etc/wegate/wegate.yaml"]

@@ -3,7 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'test/fixtures/', '.tap/'] },
+  { ignores: ['node_modules/', 'test/fixtures/', '.tap/', 'dist/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

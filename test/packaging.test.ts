@@ -5,6 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { PRODUCTION_ENTRY, PRODUCTION_NODE_FLAGS } from './bench/production.ts';
 import t from 'tap';
 import { loadConfigFile } from '../src/config/load.ts';
 import { EXIT_CONFIG } from '../src/core/errors.ts';
@@ -90,7 +91,9 @@ t.test('systemd unit: has every directive the issue lists when installed as syst
     reload.some((c) => /\bkill\s+-(HUP|s\s+HUP|SIGHUP)\s+\$MAINPID\b/.test(c)),
     'ExecReload sends SIGHUP to the main process',
   );
-  t.match(one('ExecStart'), /src\/cli\/main\.ts serve --config \S+/);
+  t.match(one('ExecStart'), `node ${PRODUCTION_NODE_FLAGS.join(' ')} /opt/wegate/${PRODUCTION_ENTRY} serve --config `);
+  for (const c of [one('ExecStartPre'), ...reload.filter((c) => c.includes('node'))])
+    t.match(c, `/opt/wegate/${PRODUCTION_ENTRY} check --config `, 'checks run the compiled CLI too');
   // The stop timeout must outlast the drain (schema default) plus wegate's own 5 s of grace.
   const example = await loadConfigFile(join(ROOT, 'config/wegate.example.yaml'));
   if (!example.ok) throw new Error('example config invalid');
@@ -128,7 +131,19 @@ t.test('Dockerfile: is multi-stage on the official Node 24 image, non-root, with
   const example = await loadConfigFile(join(ROOT, 'config/wegate.example.yaml'));
   if (!example.ok) throw new Error('example config invalid');
   t.match(target, `${example.config.admin.listen}/healthz`, 'on the admin listener of the shipped example config');
-  t.match(runtime.find(([k]) => k === 'ENTRYPOINT')?.[1] ?? '', /src\/cli\/main\.ts/, 'entrypoint is the wegate CLI');
+  t.same(
+    JSON.parse(runtime.find(([k]) => k === 'ENTRYPOINT')?.[1] ?? '[]'),
+    ['node', ...PRODUCTION_NODE_FLAGS, `/opt/wegate/${PRODUCTION_ENTRY}`],
+    'entrypoint is the compiled wegate CLI with the production Node flags',
+  );
+  t.ok(
+    ins.some(([k, v]) => k === 'RUN' && v.includes('tsc -p tsconfig.build.json')),
+    'a build stage compiles the TypeScript',
+  );
+  t.ok(
+    runtime.some(([k, v]) => k === 'COPY' && v.includes('/dist ./dist')),
+    'the runtime stage gets the compiled dist/',
+  );
 });
 
 t.test('README: has every section the issue lists in English and 简体中文 when read by an admin', async (t) => {
@@ -153,4 +168,11 @@ t.test('README: has every section the issue lists in English and 简体中文 wh
   t.match(intro, /反向代理网关/, 'and in Chinese');
   t.match(text, /api1\.school\.edu\.cn[\s\S]*hub\.17wanxiao\.com:8080/, 'the vendor-PDF mapping is worked through');
   t.match(text, /npm test/, 'the test command');
+});
+
+t.test('npm start: runs the compiled CLI with the production Node flags when started', async (t) => {
+  const pkg = JSON.parse(await read('package.json')) as { scripts: Record<string, string> };
+  t.equal(pkg.scripts.prestart, 'npm run build --silent', 'builds first');
+  t.match(pkg.scripts.start, `node ${PRODUCTION_NODE_FLAGS.join(' ')} ${PRODUCTION_ENTRY} serve --config config/wegate.example.yaml`);
+  t.equal(pkg.scripts.build, 'tsc -p tsconfig.build.json');
 });

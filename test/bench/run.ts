@@ -18,6 +18,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { nginxConfig, nginxUpstreamConfig } from './nginx.ts';
+import { PRODUCTION_ENTRY, PRODUCTION_NODE_FLAGS } from './production.ts';
 import {
   canConnect,
   cpuTimes,
@@ -185,6 +186,15 @@ async function main(): Promise<number> {
   }
   const nginxBin = which('nginx') ?? (fs.existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : null);
   const upstreamKind: UpstreamChoice = UPSTREAM_ARG === 'nginx' && !nginxBin ? 'raw' : UPSTREAM_ARG;
+  // wegate runs as in production: the compiled dist/ (built now, so it matches the sources).
+  const build = spawnSync(NODE, [path.join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', path.join(ROOT, 'tsconfig.build.json')], {
+    cwd: ROOT,
+    encoding: 'utf8',
+  });
+  if (build.status !== 0) {
+    console.error(`npm run build failed:\n${build.stdout}${build.stderr}`);
+    return 1;
+  }
   await takeLock();
   const pin = pinCores();
   const idle = await boxIdlePct();
@@ -514,7 +524,7 @@ async function startContender(name: ContenderName, ctx: StartContext): Promise<R
       '',
     ].join('\n'),
   );
-  const p = start('wegate', NODE, [path.join(ROOT, 'src/cli/main.ts'), 'serve', '--config', conf], {
+  const p = start('wegate', NODE, [...PRODUCTION_NODE_FLAGS, path.join(ROOT, PRODUCTION_ENTRY), 'serve', '--config', conf], {
     core: ctx.pin.proxy,
     stdout: out,
     stderr: err,
@@ -531,7 +541,9 @@ async function startContender(name: ContenderName, ctx: StartContext): Promise<R
   return {
     url,
     proc: p,
-    notes: [`node src/cli/main.ts serve, log level info, access_log ${ACCESS_LOG ? 'on' : 'off'} (stdout to a file)`],
+    notes: [
+      `node ${PRODUCTION_NODE_FLAGS.join(' ')} ${PRODUCTION_ENTRY} serve (as systemd and Docker run it), log level info, access_log ${ACCESS_LOG ? 'on' : 'off'} (stdout to a file)`,
+    ],
     finish: (requests) => {
       const lines = fs.readFileSync(out, 'utf8').split('\n');
       // pino writes the level as a number or, with a formatter, as its label.
