@@ -5,7 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PRODUCTION_ENTRY, PRODUCTION_NODE_FLAGS } from './bench/production.ts';
+import { PRODUCTION_ENTRY, PRODUCTION_ENV, PRODUCTION_NODE_FLAGS } from './bench/production.ts';
 import t from 'tap';
 import { loadConfigFile } from '../src/config/load.ts';
 import { EXIT_CONFIG } from '../src/core/errors.ts';
@@ -94,6 +94,8 @@ t.test('systemd unit: has every directive the issue lists when installed as syst
   t.match(one('ExecStart'), `node ${PRODUCTION_NODE_FLAGS.join(' ')} /opt/wegate/${PRODUCTION_ENTRY} serve --config `);
   for (const c of [one('ExecStartPre'), ...reload.filter((c) => c.includes('node'))])
     t.match(c, `/opt/wegate/${PRODUCTION_ENTRY} check --config `, 'checks run the compiled CLI too');
+  const unitEnv = (svc.get('Environment') ?? []).join(' ').split(/\s+/);
+  for (const [k, v] of Object.entries(PRODUCTION_ENV)) t.ok(unitEnv.includes(`${k}=${v}`), `Environment=${k}=${v}`);
   // The stop timeout must outlast the drain (schema default) plus wegate's own 5 s of grace.
   const example = await loadConfigFile(join(ROOT, 'config/wegate.example.yaml'));
   if (!example.ok) throw new Error('example config invalid');
@@ -123,6 +125,7 @@ t.test('Dockerfile: is multi-stage on the official Node 24 image, non-root, with
     if (k !== 'ENV') continue;
     for (const m of v.matchAll(/([A-Za-z_][A-Za-z0-9_]*)=("[^"]*"|\S+)/g)) env.set(m[1] as string, (m[2] as string).replace(/^"|"$/g, ''));
   }
+  for (const [k, v] of Object.entries(PRODUCTION_ENV)) t.equal(env.get(k), v, `ENV ${k}=${v}`);
   const health = runtime.find(([k]) => k === 'HEALTHCHECK')?.[1] ?? '';
   t.match(health, /\bCMD\b/, 'HEALTHCHECK runs a command');
   const target = health.includes('/healthz') ? health : (env.get('WEGATE_HEALTHCHECK_URL') ?? '');
@@ -173,6 +176,10 @@ t.test('README: has every section the issue lists in English and 简体中文 wh
 t.test('npm start: runs the compiled CLI with the production Node flags when started', async (t) => {
   const pkg = JSON.parse(await read('package.json')) as { scripts: Record<string, string> };
   t.equal(pkg.scripts.prestart, 'npm run build --silent', 'builds first');
-  t.match(pkg.scripts.start, `node ${PRODUCTION_NODE_FLAGS.join(' ')} ${PRODUCTION_ENTRY} serve --config config/wegate.example.yaml`);
+  const env = Object.entries(PRODUCTION_ENV).map(([k, v]) => `${k}=${v}`);
+  t.equal(
+    pkg.scripts.start,
+    `${env.join(' ')} node ${PRODUCTION_NODE_FLAGS.join(' ')} ${PRODUCTION_ENTRY} serve --config config/wegate.example.yaml`,
+  );
   t.equal(pkg.scripts.build, 'tsc -p tsconfig.build.json');
 });

@@ -28,6 +28,8 @@ export interface StartOptions {
   stdout?: string;
   stderr?: string;
   cwd?: string;
+  /** Extra environment variables (added to this process's). */
+  env?: Readonly<Record<string, string>>;
 }
 
 function readClockTicks(): number {
@@ -43,7 +45,8 @@ export function start(name: string, cmd: string, args: readonly string[], opts: 
   const argv = opts.core === undefined ? [cmd, ...args] : ['taskset', '-c', String(opts.core), cmd, ...args];
   const out = opts.stdout ? fs.openSync(opts.stdout, 'a') : 'ignore';
   const err = opts.stderr ? fs.openSync(opts.stderr, 'a') : 'ignore';
-  const child = spawn(argv[0]!, argv.slice(1), { detached: true, stdio: ['ignore', out, err], cwd: opts.cwd });
+  const env = opts.env === undefined ? process.env : { ...process.env, ...opts.env };
+  const child = spawn(argv[0]!, argv.slice(1), { detached: true, stdio: ['ignore', out, err], cwd: opts.cwd, env });
   if (typeof out === 'number') fs.closeSync(out);
   if (typeof err === 'number') fs.closeSync(err);
   if (child.pid === undefined) throw new Error(`${name}: could not start ${argv[0]}`);

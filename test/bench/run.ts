@@ -18,7 +18,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { nginxConfig, nginxUpstreamConfig } from './nginx.ts';
-import { PRODUCTION_ENTRY, PRODUCTION_NODE_FLAGS } from './production.ts';
+import { PRODUCTION_ENTRY, PRODUCTION_ENV, PRODUCTION_NODE_FLAGS } from './production.ts';
 import {
   canConnect,
   cpuTimes,
@@ -525,6 +525,7 @@ async function startContender(name: ContenderName, ctx: StartContext): Promise<R
     ].join('\n'),
   );
   const p = start('wegate', NODE, [...PRODUCTION_NODE_FLAGS, path.join(ROOT, PRODUCTION_ENTRY), 'serve', '--config', conf], {
+    env: PRODUCTION_ENV,
     core: ctx.pin.proxy,
     stdout: out,
     stderr: err,
@@ -542,7 +543,11 @@ async function startContender(name: ContenderName, ctx: StartContext): Promise<R
     url,
     proc: p,
     notes: [
-      `node ${PRODUCTION_NODE_FLAGS.join(' ')} ${PRODUCTION_ENTRY} serve (as systemd and Docker run it), log level info, access_log ${ACCESS_LOG ? 'on' : 'off'} (stdout to a file)`,
+      `${Object.entries(PRODUCTION_ENV)
+        .map(([k, v]) => `${k}=${v} `)
+        .join(
+          '',
+        )}node ${PRODUCTION_NODE_FLAGS.join(' ')} ${PRODUCTION_ENTRY} serve (as systemd and Docker run it), log level info, access_log ${ACCESS_LOG ? 'on' : 'off'} (stdout to a file)`,
     ],
     finish: (requests) => {
       const lines = fs.readFileSync(out, 'utf8').split('\n');
