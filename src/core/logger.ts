@@ -152,6 +152,19 @@ export function createAccessLog(logger: Logger): (line: AccessLine) => void {
   const bindings = `${(internals[pino.symbols.chindingsSym] as string | undefined) ?? ''},"log":"access"`;
   let lastMs = -1;
   let lastTime = '';
+  // `,"route":…,"upstream":…` per (route, upstream): both come from the config, so few distinct pairs.
+  const routeParts = new Map<string, string>();
+  const routePart = (route: string, upstream: string | undefined): string => {
+    const key = upstream === undefined ? route : `${route}\u0000${upstream}`;
+    let part = routeParts.get(key);
+    if (part === undefined) {
+      part = `,"route":${jsonString(route)}${upstream === undefined ? '' : `,"upstream":${jsonString(upstream)}`}`;
+      // Bounded all the same: a caller could pass anything.
+      if (routeParts.size >= 1024) routeParts.clear();
+      routeParts.set(key, part);
+    }
+    return part;
+  };
   return (l) => {
     if (!logger.isLevelEnabled('info')) return;
     const now = Date.now();
@@ -161,9 +174,7 @@ export function createAccessLog(logger: Logger): (line: AccessLine) => void {
     }
     let line = `{"level":"info","time":"${lastTime}"${bindings},"req_id":${jsonString(l.req_id)},"method":${jsonString(l.method)}`;
     if (l.host !== '') line += `,"host":${jsonString(l.host)}`;
-    line += `,"url":${jsonString(redactText(l.url))},"status":${jsonNumber(l.status)},"route":${jsonString(l.route)}`;
-    if (l.upstream !== undefined) line += `,"upstream":${jsonString(l.upstream)}`;
-    line += `,"ms":${msFromUs(l.us)},"bytes":${jsonNumber(l.bytes)},"client_ip":${jsonString(l.client_ip)}`;
+    line += `,"url":${jsonString(redactText(l.url))},"status":${jsonNumber(l.status)}${routePart(l.route, l.upstream)},"ms":${msFromUs(l.us)},"bytes":${jsonNumber(l.bytes)},"client_ip":${jsonString(l.client_ip)}`;
     if (l.error_code !== undefined) line += `,"error_code":${jsonString(l.error_code)}`;
     if (!l.completed) line += ',"completed":false';
     stream.write(`${line}}\n`);

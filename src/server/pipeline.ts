@@ -106,9 +106,10 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       path: target.ok ? target.path : '',
       query: target.ok ? target.query : '',
       method: req.method ?? '',
+      route: undefined,
+      upstream: undefined,
+      errorCode: !host.ok ? 'WG_BAD_HOST' : !target.ok ? target.code : undefined,
     };
-    if (!host.ok) ctx.errorCode = 'WG_BAD_HOST';
-    else if (!target.ok) ctx.errorCode = target.code;
     return ctx;
   };
 
