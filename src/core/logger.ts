@@ -153,15 +153,21 @@ export function createAccessLog(logger: Logger): (line: AccessLine) => void {
   let lastMs = -1;
   let lastTime = '';
   // `,"route":…,"upstream":…` per (route, upstream): both come from the config, so few distinct pairs.
-  const routeParts = new Map<string, string>();
+  // Two levels of maps, so a lookup allocates no key string.
+  const routeParts = new Map<string, Map<string | undefined, string>>();
   const routePart = (route: string, upstream: string | undefined): string => {
-    const key = upstream === undefined ? route : `${route}\u0000${upstream}`;
-    let part = routeParts.get(key);
-    if (part === undefined) {
-      part = `,"route":${jsonString(route)}${upstream === undefined ? '' : `,"upstream":${jsonString(upstream)}`}`;
+    let byUpstream = routeParts.get(route);
+    if (byUpstream === undefined) {
       // Bounded all the same: a caller could pass anything.
       if (routeParts.size >= 1024) routeParts.clear();
-      routeParts.set(key, part);
+      byUpstream = new Map();
+      routeParts.set(route, byUpstream);
+    }
+    let part = byUpstream.get(upstream);
+    if (part === undefined) {
+      part = `,"route":${jsonString(route)}${upstream === undefined ? '' : `,"upstream":${jsonString(upstream)}`}`;
+      if (byUpstream.size >= 64) byUpstream.clear();
+      byUpstream.set(upstream, part);
     }
     return part;
   };

@@ -32,8 +32,11 @@ export interface MetricsOptions {
   readonly processMetrics?: boolean;
 }
 
+const STATUS_CLASSES = ['other', '1xx', '2xx', '3xx', '4xx', '5xx'] as const;
+
+/** "2xx" … "5xx" (constant strings: called per request), "other" outside 100–599. */
 export function statusClass(status: number): string {
-  return status >= 100 && status < 600 ? `${Math.floor(status / 100)}xx` : 'other';
+  return status >= 100 && status < 600 ? (STATUS_CLASSES[Math.floor(status / 100)] as string) : 'other';
 }
 
 export function createMetrics({ registry, processMetrics = true }: MetricsOptions): Metrics {

@@ -69,7 +69,8 @@ export function createRequestMetrics(opts: RequestMetricsOptions): RequestMetric
     if (!((bounds[i] as number) > (bounds[i - 1] as number))) throw new Error('histogram buckets must be ascending');
   }
   const series: Series[] = [];
-  const slots = new Map<string, Slot>();
+  // route → status class → slot: a lookup allocates no key string.
+  const slots = new Map<string, Map<string, Slot>>();
   // registry.resetMetrics() resets both metrics (prom-client keeps the series, at zero).
   const resetAll = () => {
     for (const s of series) {
@@ -121,13 +122,17 @@ export function createRequestMetrics(opts: RequestMetricsOptions): RequestMetric
 
   return {
     slot(route, statusClass) {
-      const key = `${route}\u0000${statusClass}`;
-      let slot = slots.get(key);
+      let byClass = slots.get(route);
+      if (byClass === undefined) {
+        byClass = new Map();
+        slots.set(route, byClass);
+      }
+      let slot = byClass.get(statusClass);
       if (slot === undefined) {
         const s: Series = { labels: { route, status_class: statusClass }, count: 0, sum: 0, buckets: new Float64Array(bounds.length + 1) };
         series.push(s);
         slot = new Slot(s, bounds);
-        slots.set(key, slot);
+        byClass.set(statusClass, slot);
       }
       return slot;
     },

@@ -88,10 +88,6 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
   // In-flight responses (closeInFlight); a LiveList, not a Set: see core/live-list.ts.
   const active = new LiveList<ServerResponse>();
 
-  const count = (route: string, status: number, seconds: number) => {
-    metrics.requests.slot(route, statusClass(status)).record(seconds);
-  };
-
   const newCtx = (req: IncomingMessage, secure: boolean, id: string): Ctx => {
     const host = checkHost(req.rawHeaders);
     const target = parseTarget(req.url);
@@ -115,7 +111,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
 
   const logLine = (site: Site, req: IncomingMessage, ctx: Ctx, status: number, bytes: number, completed: boolean) => {
     const seconds = Number(process.hrtime.bigint() - ctx.startedAt) / 1e9;
-    count(ctx.route ?? '-', status, seconds);
+    metrics.requests.slot(ctx.route ?? '-', statusClass(status)).record(seconds);
     if (!site.accessLog) return;
     accessLog({
       req_id: ctx.id,
@@ -161,14 +157,15 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     // X-Request-Id is added where each response is written (error page, verification file, redirect,
     // proxied response), not with setHeader here: a header set in advance sends every later
     // writeHead(status, headerList) down Node's slow path (a setHeader per upstream header).
-    const site = deps.site();
-    site.inflight++;
-    if (deps.closing()) res.setHeader('connection', 'close');
     const socket = req.socket as Socket & TrackedSocket;
     const ctx = newCtx(req, secure, id);
     socket[kCtx] = ctx;
+    // Taking the generation and registering its release happen together: nothing may throw between.
+    const site = deps.site();
+    site.inflight++;
     res[kTrack] = { req, ctx, site, node: active.add(res), bytesBefore: socket.bytesWritten };
     res.on('close', onResponseClose);
+    if (deps.closing()) res.setHeader('connection', 'close');
 
     if (ctx.errorCode !== undefined) {
       // A traversal or encoding trick aimed at a verification file is just a missing file (404).

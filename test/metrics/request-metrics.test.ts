@@ -1,5 +1,6 @@
 import { Registry } from 'prom-client';
 import t from 'tap';
+import { statusClass } from '../../src/metrics/metrics.ts';
 import { createRequestMetrics } from '../../src/metrics/request-metrics.ts';
 import { parseExposition, valueOf } from '../helpers/prom-text.ts';
 
@@ -46,4 +47,18 @@ t.test('request metrics: reset zeroes every series when the registry is reset', 
 
 t.test('request metrics: refuses buckets when they are not ascending', async (t) => {
   t.throws(() => createRequestMetrics({ ...opts(new Registry()), buckets: [0.1, 0.1] }), /ascending/);
+});
+
+t.test('statusClass: names the class of every status and "other" when the status is outside 100-599', async (t) => {
+  const cases: [number, string][] = [
+    [100, '1xx'],
+    [200, '2xx'],
+    [308, '3xx'],
+    [499, '4xx'],
+    [599, '5xx'],
+    [99, 'other'],
+    [600, 'other'],
+    [Number.NaN, 'other'],
+  ];
+  for (const [status, want] of cases) t.equal(statusClass(status), want, String(status));
 });
