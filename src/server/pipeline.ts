@@ -52,6 +52,8 @@ export interface Pipeline {
   clientError(err: Error & { code?: string }, socket: Duplex): void;
   /** Shutdown began: responses whose headers are not sent yet will close their connection. */
   closeInFlight(): void;
+  /** Write the access-log lines still queued for the end of this event-loop turn (at shutdown). */
+  flushAccessLog(): void;
 }
 
 type Ctx = RequestContext & { method: string };
@@ -113,7 +115,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     const seconds = Number(process.hrtime.bigint() - ctx.startedAt) / 1e9;
     metrics.requests.slot(ctx.route ?? '-', statusClass(status)).record(seconds);
     if (!site.accessLog) return;
-    accessLog({
+    accessLog.write({
       req_id: ctx.id,
       method: ctx.method,
       host: ctx.host,
@@ -331,6 +333,9 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     clientError,
     closeInFlight() {
       for (const res of active) if (!res.headersSent) res.setHeader('connection', 'close');
+    },
+    flushAccessLog() {
+      accessLog.flush();
     },
   };
 }

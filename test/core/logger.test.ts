@@ -69,8 +69,8 @@ const accessFields = {
 t.test('createAccessLog: writes one pino-shaped JSON line per request when the level allows info', async (t) => {
   const { lines, stream } = capture();
   const log = createAccessLog(createLogger({ level: 'info', destination: stream }));
-  log(accessFields);
-  log({
+  log.write(accessFields);
+  log.write({
     ...accessFields,
     req_id: 'abc-2',
     us: 5,
@@ -80,7 +80,9 @@ t.test('createAccessLog: writes one pino-shaped JSON line per request when the l
     error_code: 'WG_NOT_FOUND',
     completed: false,
   });
-  t.equal(lines.length, 2);
+  t.equal(lines.length, 0, 'queued until the end of the event-loop turn');
+  await new Promise((r) => setImmediate(r));
+  t.equal(lines.length, 2, 'written together once the turn ends');
   const [a, b] = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
   t.match(a, { level: 'info', service: 'wegate', log: 'access', req_id: 'abc-1', method: 'GET', host: 'api1.school.test' });
   t.match(a, {
@@ -103,8 +105,9 @@ t.test('createAccessLog: writes one pino-shaped JSON line per request when the l
 t.test('createAccessLog: redacts secret query parameters and escapes hostile text when the URL carries them', async (t) => {
   const { lines, stream } = capture();
   const log = createAccessLog(createLogger({ level: 'info', destination: stream }));
-  log({ ...accessFields, url: '/cb?code=OAUTH-CODE-1&state=s&access_token=TOKEN-2' });
-  log({ ...accessFields, url: '/a"b\\c\u0001\n", "status": 1', method: 'G"ET' });
+  log.write({ ...accessFields, url: '/cb?code=OAUTH-CODE-1&state=s&access_token=TOKEN-2' });
+  log.write({ ...accessFields, url: '/a"b\\c\u0001\n", "status": 1', method: 'G"ET' });
+  log.flush();
   t.equal(lines.length, 2, 'a newline in the URL does not split the line');
   const [a, b] = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
   t.notMatch(lines[0], 'OAUTH-CODE-1');
@@ -119,10 +122,12 @@ t.test('createAccessLog: writes nothing when the level is above info', async (t)
   const { lines, stream } = capture();
   const logger = createLogger({ level: 'warn', destination: stream });
   const log = createAccessLog(logger);
-  log(accessFields);
+  log.write(accessFields);
+  log.flush();
   t.equal(lines.length, 0);
   logger.level = 'info';
-  log(accessFields);
+  log.write(accessFields);
+  log.flush();
   t.equal(lines.length, 1, 'follows a level change at run time');
 });
 
@@ -139,7 +144,7 @@ function tempFd(t: Test): { fd: number; read: () => string } {
 
 t.test('createLogDestination: writes every line in order when lines arrive faster than writes', async (t) => {
   const { fd, read } = tempFd(t);
-  const dest = createLogDestination({ fd, intervalMs: 5, batchChars: 1024 });
+  const dest = createLogDestination({ fd, intervalMs: 5, batchBytes: 1024 });
   const expected: string[] = [];
   for (let round = 0; round < 20; round++) {
     for (let i = 0; i < 50; i++) {
@@ -165,7 +170,7 @@ t.test('createLogDestination: flushSync writes what is buffered when the process
 
 t.test('createLogDestination: drops and counts lines, then says so, when the buffer limit is reached', async (t) => {
   const { fd, read } = tempFd(t);
-  const dest = createLogDestination({ fd, maxBufferedChars: 100 });
+  const dest = createLogDestination({ fd, maxBufferedBytes: 100 });
   const line = `${'x'.repeat(39)}\n`;
   const accepted = [0, 1, 2, 3].map(() => dest.write(line));
   t.same(accepted, [true, true, false, false], 'two 40-char lines fit in 100, the rest are refused');
@@ -177,4 +182,23 @@ t.test('createLogDestination: drops and counts lines, then says so, when the buf
   t.equal(out.length, 4, 'two lines, the notice, the next line');
   t.match(JSON.parse(out[2] as string), { level: 'warn', dropped: 2 });
   t.equal(out[3], 'after');
+});
+
+t.test('createLogDestination: keeps bytes exact when lines are multi-byte, longer than a buffer, and buffers are reused', async (t) => {
+  const { fd, read } = tempFd(t);
+  const dest = createLogDestination({ fd, intervalMs: 1, batchBytes: 256 });
+  const expected: string[] = [];
+  for (let round = 0; round < 30; round++) {
+    for (let i = 0; i < 12; i++) {
+      const n = round * 12 + i;
+      // ASCII, Chinese (3 bytes each), an emoji (a surrogate pair, 4 bytes), and now and then a line over 256 bytes.
+      const line = n % 7 === 0 ? `{"n":${n},"long":"${'长'.repeat(120)}"}\n` : `{"n":${n},"msg":"学校 ${'x'.repeat(n % 50)} 🎓"}\n`;
+      expected.push(line);
+      t.equal(dest.write(line), true);
+    }
+    await new Promise((r) => setTimeout(r, 2));
+  }
+  await new Promise<void>((resolve, reject) => dest.flush((err) => (err ? reject(err) : resolve())));
+  t.equal(read(), expected.join(''), 'every line, in order, byte for byte');
+  t.equal(dest.dropped, 0);
 });
