@@ -4,7 +4,8 @@
  *
  * Placement (same for every contender): the proxy alone on core 1; wrk, the upstream and this script
  * on core 0. All contenders run at once and take turns (interleaved rounds, so other work on a
- * shared machine hits them alike); each turn is a warm-up, then a fixed measured run. For the proxy we
+ * shared machine hits them alike); each turn is a warm-up, then a fixed measured run, with every
+ * other contender frozen (SIGSTOP) meanwhile so the measured proxy really is alone on its core. For the proxy we
  * read its own user+sys CPU from /proc before/after (→ µs CPU per request) and its peak RSS (VmHWM)
  * after all runs. Prints a table, then one JSON line.
  * Options: --duration S, --warmup S, --rounds N, --only a,b, --no-access-log,
@@ -26,6 +27,8 @@ import {
   groupCpuSeconds,
   groupPeakRssMb,
   killAllSync,
+  pause,
+  resume,
   type Started,
   start,
   stop,
@@ -176,7 +179,11 @@ function pinCores(): { proxy: number | undefined; load: number | undefined; note
   if (args['no-pin']) return { proxy: undefined, load: undefined, note: 'not pinned (--no-pin)' };
   if (!which('taskset')) return { proxy: undefined, load: undefined, note: 'not pinned (taskset missing: apt-get install util-linux)' };
   if (CPUS < 2) return { proxy: undefined, load: undefined, note: 'not pinned (fewer than 2 CPUs)' };
-  return { proxy: 1, load: 0, note: 'proxy alone on core 1; wrk + upstream + this script on core 0' };
+  return {
+    proxy: 1,
+    load: 0,
+    note: 'proxy alone on core 1 (the other contenders frozen meanwhile); wrk + upstream + this script on core 0',
+  };
 }
 
 async function main(): Promise<number> {
@@ -263,6 +270,9 @@ async function main(): Promise<number> {
       const shift = (ci + round) % Math.max(1, ok.length);
       for (const a of [...ok.slice(shift), ...ok.slice(0, shift)]) {
         try {
+          // The measured proxy alone on its core: every other contender is frozen meanwhile.
+          for (const o of active) if (o !== a && o.running.proc) pause(o.running.proc);
+          if (a.running.proc) resume(a.running.proc);
           const url = `${a.running.url}/${c.size}`;
           let warm: WrkResult | null = null;
           if (WARMUP > 0)
@@ -287,6 +297,7 @@ async function main(): Promise<number> {
     }
   }
 
+  for (const a of active) if (a.running.proc) resume(a.running.proc);
   for (const a of active) {
     if (a.r.status !== 'ok') continue;
     try {
