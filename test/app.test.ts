@@ -33,7 +33,7 @@ import {
 const routeTo = (url: string, name = 'app') =>
   makeConfig({ listen: LOOPBACK, admin: ADMIN, routes: [{ name, host: 'app.school.test', upstream: url }] });
 
-t.test('gateway: reload under load fails no request', async (t) => {
+t.test('gateway: fails no request when it reloads under load', async (t) => {
   const a = await startUpstream(t, 'A');
   const b = await startUpstream(t, 'B');
   const configs = [routeTo(a.url, 'to-a'), routeTo(b.url, 'to-b')];
@@ -70,7 +70,7 @@ t.test('gateway: reload under load fails no request', async (t) => {
   t.match(m, /result="success"\} 6/);
 });
 
-t.test('gateway: a request keeps the generation it started with across a reload', async (t) => {
+t.test('gateway: a request keeps the generation it started with when a reload happens meanwhile', async (t) => {
   const a = await startUpstream(t, 'A');
   const b = await startUpstream(t, 'B');
   const s = await startGateway(t, routeTo(a.url));
@@ -84,7 +84,7 @@ t.test('gateway: a request keeps the generation it started with across a reload'
   t.equal(old.body, 'A held /hold/x', 'in-flight request finished on the old config');
 });
 
-t.test('gateway: a failing reload keeps the running config and is counted', async (t) => {
+t.test('gateway: keeps the running config and counts the failure when a reload fails', async (t) => {
   const a = await startUpstream(t, 'A');
   const s = await startGateway(t, routeTo(a.url));
   const bad = structuredClone(routeTo(a.url));
@@ -100,7 +100,7 @@ t.test('gateway: a failing reload keeps the running config and is counted', asyn
   t.match(m, /result="invalid"\} 1/);
 });
 
-t.test('gateway: reload swaps the verification files', async (t) => {
+t.test('gateway: swaps the verification files when the new config names another directory', async (t) => {
   const a = await startUpstream(t, 'A');
   const dirs = await Promise.all([1, 2].map(() => mkdtemp(join(tmpdir(), 'wegate-vf-'))));
   t.teardown(() => Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true }))));
@@ -116,7 +116,7 @@ t.test('gateway: reload swaps the verification files', async (t) => {
   t.equal(gone.body, 'A GET /WW_verify_one.txt', 'old file no longer served (falls through to routing)');
 });
 
-t.test('gateway: a changed listen address on reload warns and keeps the old listener', async (t) => {
+t.test('gateway: warns and keeps the old listener when a reload changes the listen address', async (t) => {
   const a = await startUpstream(t, 'A');
   const s = await startGateway(t, routeTo(a.url));
   const moved = makeConfig({
@@ -130,7 +130,7 @@ t.test('gateway: a changed listen address on reload warns and keeps the old list
   t.equal((await send(s.httpPort, 'app.school.test', { path: '/x' })).body, 'A GET /x', 'old listener still serves');
 });
 
-t.test('gateway: reload with different certificate files swaps them', async (t) => {
+t.test('gateway: swaps certificates when a reload names different certificate files', async (t) => {
   const a = await startUpstream(t, 'A');
   const withCert = (name: string) =>
     makeConfig({
@@ -146,7 +146,7 @@ t.test('gateway: reload with different certificate files swaps them', async (t) 
   t.equal((await peerCertificate(s.httpsPort, undefined)).subject.CN, 'api2.school.test', 'also without SNI');
 });
 
-t.test('gateway: graceful close drains an in-flight request and refuses new connections', async (t) => {
+t.test('gateway: drains an in-flight request and refuses new connections when closing gracefully', async (t) => {
   const a = await startUpstream(t, 'A');
   const s = await startGateway(t, routeTo(a.url));
   const agent = new Agent({ keepAlive: true, maxSockets: 1 });
@@ -165,7 +165,7 @@ t.test('gateway: graceful close drains an in-flight request and refuses new conn
   await closing;
 });
 
-t.test('gateway: graceful close lets WebSockets run until the deadline, then closes them', async (t) => {
+t.test('gateway: lets WebSockets run until the deadline, then closes them, when closing gracefully', async (t) => {
   const a = await startUpstream(t, 'A');
   const s = await startGateway(t, routeTo(a.url));
   const ws = new WebSocket(`ws://127.0.0.1:${s.httpPort}/ws`, { headers: { host: 'app.school.test' } });
@@ -185,7 +185,7 @@ t.test('gateway: graceful close lets WebSockets run until the deadline, then clo
   t.equal(ws.readyState, WebSocket.CLOSED, 'closed by the deadline');
 });
 
-t.test('gateway: close finishes with silent and idle sockets open', async (t) => {
+t.test('gateway: close finishes when silent and idle sockets are open', async (t) => {
   const a = await startUpstream(t, 'A');
   const s = await startGateway(t, routeTo(a.url));
   const silent = raw(s.httpPort, '', 10_000);
@@ -197,7 +197,7 @@ t.test('gateway: close finishes with silent and idle sockets open', async (t) =>
   t.pass('close resolved and the silent socket was closed');
 });
 
-t.test('gateway: close finishes with a silent TLS connection and a TLS WebSocket open', async (t) => {
+t.test('gateway: close finishes when a silent TLS connection and a TLS WebSocket are open', async (t) => {
   const a = await startUpstream(t, 'A');
   const s = await startGateway(
     t,

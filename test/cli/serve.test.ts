@@ -158,7 +158,7 @@ t.test('wegate check: lists every problem with its line and exits 78 when the co
   t.match(r.stderr, /routes\[0\]\.max_body_bytes \(line 5\)/);
 });
 
-t.test('wegate --version and --help: print and exit 0; bad usage exits 2', async (t) => {
+t.test('cli: --version and --help print and exit 0, and usage exits 2 when the arguments are bad', async (t) => {
   const v = await run(['--version']);
   t.equal(v.code, 0);
   t.match(v.stdout, /^wegate \d+\.\d+\.\d+ \(node v2[2-9]/);

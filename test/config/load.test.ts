@@ -219,7 +219,7 @@ t.test('loadConfigText: lists every problem with its key path and line when a co
   t.match(report, /\n {2}routes\[1\]\.upsteam \(line 13\): unknown key `upsteam`, did you mean `upstream`\?\n/);
 });
 
-t.test('formatProblems: prints a header and one indented line per problem', async (t) => {
+t.test('formatProblems: prints a header and one indented line per problem when there are several', async (t) => {
   t.equal(
     formatProblems('wegate.yaml', [
       { path: 'routes[2].upstream', line: 31, message: 'must be an absolute http(s) URL, got "localhost:8080"' },
@@ -474,7 +474,7 @@ t.test('loadConfigText: reports each semantic problem when the schema alone cann
   );
 });
 
-t.test('loadConfigText: checks that each certificate and key parse and belong together', async (t) => {
+t.test('loadConfigText: reports a problem when a certificate or key does not parse or they do not belong together', async (t) => {
   const encrypted = generateKeyPairSync('ec', {
     namedCurve: 'P-256',
     publicKeyEncoding: { type: 'spki', format: 'pem' },
@@ -569,7 +569,7 @@ t.test('loadConfigText: never echoes secret values when a secret key is invalid'
   t.notMatch(formatProblems('secrets.yaml', r.problems), /S3cr3t|12345678/);
 });
 
-t.test('loadConfigText: reports YAML syntax errors and duplicate keys with their line', async (t) => {
+t.test('loadConfigText: reports the line when the YAML has a syntax error or a duplicate key', async (t) => {
   const cases = [
     { name: 'unclosed flow map', yaml: 'listen: { http: ":8080"\nroutes: []\n', path: '(yaml)', line: 2, msg: 'invalid YAML: ' },
     { name: 'tab indent', yaml: 'listen:\n\thttp: ":8080"\n', path: '(yaml)', line: 2, msg: 'invalid YAML: ' },

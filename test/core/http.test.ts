@@ -50,7 +50,7 @@ t.test('parseTarget: rejects targets when they could escape a prefix or confuse 
   }
 });
 
-t.test('pathHasPrefix: matches on segment boundaries only', async (t) => {
+t.test('pathHasPrefix: matches only when the prefix ends on a segment boundary', async (t) => {
   const cases: [path: string, prefix: string, expected: boolean][] = [
     ['/api', '/api', true],
     ['/api/x', '/api', true],

@@ -5,7 +5,7 @@
 import t from 'tap';
 import { ADMIN, LOOPBACK, makeConfig, send, startGateway, startUpstream, waitFor } from '../helpers/gateway.ts';
 
-t.test('admin: metrics and probes are served on the admin listener', async (t) => {
+t.test('admin: serves metrics and probes when asked on the admin listener', async (t) => {
   const up = await startUpstream(t, 'app');
   const s = await startGateway(t, makeConfig({ listen: LOOPBACK, admin: ADMIN, routes: [{ name: 'app', upstream: up.url }] }));
   t.not(s.adminPort, s.httpPort);
@@ -23,7 +23,7 @@ t.test('admin: metrics and probes are served on the admin listener', async (t) =
   t.equal((await send(s.adminPort, '127.0.0.1', { method: 'POST', path: '/metrics' })).status, 405);
 });
 
-t.test('admin: readyz is 503 once close() began while requests drain', async (t) => {
+t.test('admin: readyz answers 503 when close() began and requests still drain', async (t) => {
   const up = await startUpstream(t, 'app');
   const s = await startGateway(t, makeConfig({ listen: LOOPBACK, admin: ADMIN, routes: [{ name: 'app', upstream: up.url }] }));
   const inFlight = send(s.httpPort, 'a.test', { path: '/hold/1' });

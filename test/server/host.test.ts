@@ -2,7 +2,7 @@
 import t from 'tap';
 import { checkHost } from '../../src/server/host.ts';
 
-t.test('host: well-formed values are accepted and normalised', async (t) => {
+t.test('host: accepts and normalises the value when it is well formed', async (t) => {
   const cases: [string, string, string][] = [
     ['api1.school.edu.cn', 'api1.school.edu.cn', 'api1.school.edu.cn'],
     ['API1.School.EDU.cn:8443', 'api1.school.edu.cn', 'api1.school.edu.cn:8443'],
@@ -18,7 +18,7 @@ t.test('host: well-formed values are accepted and normalised', async (t) => {
   }
 });
 
-t.test('host: missing, duplicate and malformed values are refused with a reason', async (t) => {
+t.test('host: refuses with a reason when the value is missing, duplicate or malformed', async (t) => {
   const cases: [string, string[], string][] = [
     ['no Host', ['Accept', '*/*'], 'missing'],
     ['empty Host', ['Host', ''], 'missing'],

@@ -42,7 +42,7 @@ async function site(t: Test, extra: Record<string, unknown> = {}) {
 const req = (host: string | null, target = '/public/x', version = '1.1') =>
   `GET ${target} HTTP/${version}\r\n${host === null ? '' : `Host: ${host}\r\n`}Connection: close\r\n\r\n`;
 
-t.test('pipeline: Host header validation', async (t) => {
+t.test('pipeline: answers 400 when the Host header is missing, duplicate or malformed', async (t) => {
   const s = await site(t);
   const cases: { name: string; text: string; status: number }[] = [
     { name: 'valid host is proxied', text: req('app.school.test'), status: 200 },
@@ -89,7 +89,7 @@ t.test('pipeline: Host header validation', async (t) => {
   t.match(metrics, /code="WG_BAD_REQUEST"\} 2/, 'absolute-form and asterisk targets counted');
 });
 
-t.test('pipeline: path confusion against route prefixes', async (t) => {
+t.test('pipeline: routes on the normalised path, or answers 400, when a path tries to escape its route prefix', async (t) => {
   const s = await site(t);
   const cases: { name: string; target: string; status: number; route?: 'public' | 'admin'; upstreamPath?: string }[] = [
     {
@@ -130,7 +130,7 @@ t.test('pipeline: path confusion against route prefixes', async (t) => {
   }
 });
 
-t.test('pipeline: unknown host gets 404 without naming any upstream', async (t) => {
+t.test('pipeline: answers 404 without naming any upstream when the host is unknown', async (t) => {
   const s = await site(t);
   for (const accept of ['application/json', 'text/html']) {
     const r = await send(s.httpPort, 'nobody.school.test', { path: '/secret-base/x', headers: { accept } });
@@ -142,7 +142,7 @@ t.test('pipeline: unknown host gets 404 without naming any upstream', async (t) 
   t.match(m, /route="-",status_class="4xx"\} 2/, 'counted under route "-"');
 });
 
-t.test('pipeline: /metrics on the public listener is routed, never the metrics', async (t) => {
+t.test('pipeline: routes /metrics like any path when it arrives on the public listener', async (t) => {
   const s = await site(t);
   const noRoute = await send(s.httpPort, 'app.school.test', { path: '/metrics' });
   t.equal(noRoute.status, 404);
@@ -154,7 +154,7 @@ t.test('pipeline: /metrics on the public listener is routed, never the metrics',
   }
 });
 
-t.test('pipeline: error pages are HTML for browsers, JSON otherwise, with a request id and no stack', async (t) => {
+t.test('pipeline: error pages are HTML when a browser asks, JSON otherwise, with a request id and no stack', async (t) => {
   const s = await site(t);
   const html = await send(s.httpPort, 'app.school.test', { path: '/public/%zz', headers: { accept: 'text/html,application/xhtml+xml' } });
   t.equal(html.status, 400);
@@ -170,7 +170,7 @@ t.test('pipeline: error pages are HTML for browsers, JSON otherwise, with a requ
   t.not(html.headers['x-request-id'], json.headers['x-request-id'], 'request ids are unique');
 });
 
-t.test('pipeline: every response carries a unique X-Request-Id', async (t) => {
+t.test('pipeline: every response carries a unique X-Request-Id when twenty requests arrive in a row', async (t) => {
   const s = await site(t);
   const ids = new Set<string>();
   for (let i = 0; i < 20; i++) {
@@ -182,7 +182,7 @@ t.test('pipeline: every response carries a unique X-Request-Id', async (t) => {
   t.equal(ids.size, 20);
 });
 
-t.test('pipeline: access log line has route, status, request id and no secrets', async (t) => {
+t.test('pipeline: access log line has route, status and request id and no secrets when the URL carries them', async (t) => {
   const s = await site(t);
   const r = await send(s.httpPort, 'app.school.test', {
     path: '/public/cb?access_token=AT-SECRET-1&code=CODE-SECRET-2&page=3',
@@ -209,7 +209,7 @@ t.test('pipeline: access log line has route, status, request id and no secrets',
   t.equal(s.logs.lines.filter((l) => l.log === 'access' && l.req_id === id).length, 1, 'exactly one line');
 });
 
-t.test('pipeline: rejected requests are logged and counted under route "-"', async (t) => {
+t.test('pipeline: logs and counts a request under route "-" when it is rejected', async (t) => {
   const s = await site(t);
   const out = await raw(s.httpPort, req('evil@app.school.test', '/x?access_token=LEAK'));
   t.equal(rawStatus(out), 400);
@@ -218,14 +218,14 @@ t.test('pipeline: rejected requests are logged and counted under route "-"', asy
   t.notMatch(s.logs.text(), 'LEAK');
 });
 
-t.test('pipeline: CONNECT gets 400 and the socket is closed', async (t) => {
+t.test('pipeline: answers 400 and closes the socket when the method is CONNECT', async (t) => {
   const s = await site(t);
   const out = await raw(s.httpPort, 'CONNECT other.school.test:443 HTTP/1.1\r\nHost: other.school.test:443\r\n\r\n');
   t.equal(rawStatus(out), 400);
   t.equal(s.other.seen.length, 0);
 });
 
-t.test('pipeline: Expect 100-continue is validated before the body is asked for', async (t) => {
+t.test('pipeline: validates the request before asking for the body when it has Expect: 100-continue', async (t) => {
   const s = await site(t);
   const bad = await raw(
     s.httpPort,
@@ -289,7 +289,7 @@ t.test(
   },
 );
 
-t.test('pipeline: HTTP→HTTPS redirect keeps verification files on plain HTTP', async (t) => {
+t.test('pipeline: keeps verification files on plain HTTP when HTTP→HTTPS redirect is on', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'wegate-vf-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   await writeFile(join(dir, 'WW_verify_abc123.txt'), 'abc123-content');
@@ -328,7 +328,7 @@ t.test('pipeline: HTTP→HTTPS redirect keeps verification files on plain HTTP',
   t.match(m, /route="verify_file",status_class="2xx"\} 3/);
 });
 
-t.test('pipeline: redirect uses public_https_port and omits 443', async (t) => {
+t.test('pipeline: redirect uses public_https_port when set and omits 443', async (t) => {
   const up = await startUpstream(t);
   for (const [port, expected] of [
     [443, 'https://app.school.test/p'],
@@ -348,7 +348,7 @@ t.test('pipeline: redirect uses public_https_port and omits 443', async (t) => {
   }
 });
 
-t.test('pipeline: WebSocket upgrades go through the same validation', async (t) => {
+t.test('pipeline: applies the same validation when the request is a WebSocket upgrade', async (t) => {
   const s = await site(t);
   const upgrades: string[] = [];
   for (const up of [s.pub, s.adm, s.other]) up.server.prependListener('upgrade', (req: { url?: string }) => upgrades.push(req.url ?? ''));

@@ -21,13 +21,13 @@ async function slowSite(t: Test) {
   return { ...s, up };
 }
 
-t.test('listeners: checking interval follows the shortest timeout, capped at 1 s', async (t) => {
+t.test('listeners: checking interval follows the shortest timeout when timeouts differ, capped at 1 s', async (t) => {
   t.equal(checkingInterval({ headerTimeoutMs: 10_000, requestTimeoutMs: 300_000, keepAliveTimeoutMs: 5000 }), 1000);
   t.equal(checkingInterval({ headerTimeoutMs: 300, requestTimeoutMs: 600, keepAliveTimeoutMs: 5000 }), 150);
   t.equal(checkingInterval({ headerTimeoutMs: 1, requestTimeoutMs: 1, keepAliveTimeoutMs: 1 }), 25);
 });
 
-t.test('timeouts: a client sending headers too slowly gets 408 and is closed', async (t) => {
+t.test('timeouts: answers 408 and closes the connection when a client sends its headers too slowly', async (t) => {
   const s = await slowSite(t);
   // Headers never finished; raw() waits up to 5 s for the server to close.
   const out = await raw(s.httpPort, 'GET / HTTP/1.1\r\nHost: app.school.test\r\nX-Slow: ', 5000);
@@ -41,13 +41,13 @@ t.test('timeouts: a client sending headers too slowly gets 408 and is closed', a
   t.ok(m, 'counted');
 });
 
-t.test('timeouts: a client that connects and sends nothing is closed', async (t) => {
+t.test('timeouts: closes the connection when a client connects and sends nothing', async (t) => {
   const s = await slowSite(t);
   const out = await raw(s.httpPort, '', 5000);
   t.ok(out === '' || rawStatus(out) === 408, 'closed (with or without a 408)');
 });
 
-t.test('timeouts: a client sending the body too slowly gets 408 and is closed', async (t) => {
+t.test('timeouts: answers 408 and closes the connection when a client sends its body too slowly', async (t) => {
   const s = await slowSite(t);
   const closed = await new Promise<{ text: string; byServer: boolean }>((resolve) => {
     const socket = connect(s.httpPort, '127.0.0.1');
@@ -68,7 +68,7 @@ t.test('timeouts: a client sending the body too slowly gets 408 and is closed', 
   t.match(line, { route: 'app', error_code: 'WG_REQUEST_TIMEOUT' }, 'access log shows the timeout');
 });
 
-t.test('timeouts: oversize headers get 431, garbage gets 400, and the server keeps serving', async (t) => {
+t.test('timeouts: answers 431 or 400 and keeps serving when headers are oversize or garbage', async (t) => {
   const s = await slowSite(t);
   const big = await raw(s.httpPort, `GET / HTTP/1.1\r\nHost: app.school.test\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`);
   t.equal(rawStatus(big), 431);

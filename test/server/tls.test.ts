@@ -58,12 +58,12 @@ async function httpsGateway(t: Test, certs: { cert: string; key: string }[], wat
   return startGateway(t, config);
 }
 
-t.test('tls: certificateNames reads DNS SANs including wildcards', async (t) => {
+t.test('tls: certificateNames returns every DNS SAN when the certificate has wildcards', async (t) => {
   const names = certificateNames(new X509Certificate(await readFile(fixture('api2.pem'))));
   t.same(names, ['api2.school.test', '*.api2.school.test']);
 });
 
-t.test('tls: SNI picks the matching certificate of two, the first one otherwise', async (t) => {
+t.test('tls: SNI picks the matching certificate when two are loaded, the first one when none matches', async (t) => {
   const s = await httpsGateway(
     t,
     [
@@ -90,7 +90,7 @@ t.test('tls: SNI picks the matching certificate of two, the first one otherwise'
   t.equal(r.body, 'app GET /p');
 });
 
-t.test('tls: reloadCertificates swaps the served certificate and keeps open connections', async (t) => {
+t.test('tls: reloadCertificates swaps the served certificate and keeps open connections when the files changed', async (t) => {
   const dir = await tmpCerts(t, ['api1']);
   const s = await httpsGateway(t, [{ cert: join(dir, 'api1.pem'), key: join(dir, 'api1.key') }], false);
   const agent = new Agent({ keepAlive: true, maxSockets: 1, ca: CA });
@@ -114,7 +114,7 @@ t.test('tls: reloadCertificates swaps the served certificate and keeps open conn
   t.match(m, /result="success"\} 1/);
 });
 
-t.test('tls: a certificate replaced on disk by rename is picked up by the watcher', async (t) => {
+t.test('tls: the watcher picks up a certificate when it is replaced on disk by rename', async (t) => {
   const dir = await tmpCerts(t, ['api1', 'api2']);
   const s = await httpsGateway(
     t,
@@ -139,7 +139,7 @@ t.test('tls: a certificate replaced on disk by rename is picked up by the watche
   t.equal(again.body, 'app GET /still');
 });
 
-t.test('tls: a broken new certificate keeps all the old ones', async (t) => {
+t.test('tls: keeps all the old certificates when a new one is broken', async (t) => {
   const dir = await tmpCerts(t, ['api1', 'api2']);
   const s = await httpsGateway(
     t,
@@ -177,7 +177,7 @@ t.test('tls: a broken new certificate keeps all the old ones', async (t) => {
   t.equal(r.body, 'app GET /ok', 'still serving');
 });
 
-t.test('tls: expiry gauge per certificate on the admin /metrics', async (t) => {
+t.test('tls: admin /metrics has an expiry gauge per certificate when HTTPS is configured', async (t) => {
   const s = await httpsGateway(
     t,
     [
@@ -204,7 +204,7 @@ t.test('tls: createCertStore rejects at start when a certificate is unusable', a
   });
 });
 
-t.test('tls: SNICallback never throws, whatever the name', async (t) => {
+t.test('tls: SNICallback never throws when the client sends any name', async (t) => {
   const { logger } = captureLogger();
   const metrics = createMetrics({ registry: new Registry(), processMetrics: false });
   const store = await createCertStore({ certs: [{ cert: fixture('api1.pem'), key: fixture('api1.key') }], watch: false, logger, metrics });

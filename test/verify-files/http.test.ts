@@ -84,7 +84,7 @@ t.test('verify-files over HTTP: a traversal corpus gets 404 and never the file w
   }
 });
 
-t.test('verify-files over HTTP: near-miss paths on a routed host are never answered from the directory', async (t) => {
+t.test('verify-files over HTTP: never answers from the directory when a path is a near miss on a routed host', async (t) => {
   const { gw } = await setup(t);
   for (const target of ['/WW_verify_k9QzT3vXw2LmN8pR.txt/', '/WW_verify_k9QzT3vXw2LmN8pR.txt;', '/%2e%2e/WW_verify_outside.txt']) {
     const text = await raw(gw.httpPort, `GET ${target} HTTP/1.1\r\nHost: api1.school.test\r\nConnection: close\r\n\r\n`);

@@ -172,7 +172,7 @@ t.test('verify-files: rejects with VerifyFilesError when the directory is missin
   await t.rejects(s.open({ dir: path.join(s.base, 'afile') }), { name: 'VerifyFilesError', code: 'ENOTDIR' });
 });
 
-t.test('verify-files: ignores configured names that are not plain file names', async (t) => {
+t.test('verify-files: ignores a configured name when it is not a plain file name', async (t) => {
   const s = sandbox(t);
   writeFileSync(path.join(s.base, 'secret.txt'), 'OUTSIDE');
   const vf = await s.open({ names: ['..', '.', '../secret.txt', 'a/b', ''] });

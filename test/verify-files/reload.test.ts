@@ -23,7 +23,7 @@ t.test('verify-files: reload picks up added, removed and changed files when call
   t.equal(await gauge(s.metrics), 2);
 });
 
-t.test('verify-files: concurrent reloads all resolve and end on the latest state', async (t) => {
+t.test('verify-files: every reload resolves and the latest state wins when reloads run concurrently', async (t) => {
   const s = sandbox(t);
   const vf = await s.open();
   const pending: Promise<void>[] = [];
@@ -57,7 +57,7 @@ t.test('verify-files: keeps the previous set when the directory is broken on rel
   t.equal(text(vf.lookup('h', '/WW_verify_fresh.txt')), 'fresh');
 });
 
-t.test('verify-files: watch picks up added, changed and removed files without reload', async (t) => {
+t.test('verify-files: watch picks up files without a reload when they are added, changed or removed', async (t) => {
   const s = sandbox(t);
   const vf = await s.open({ watch: true });
   const file = path.join(s.dir, 'WW_verify_w1.txt');
@@ -106,7 +106,7 @@ t.test('verify-files: watch keeps the set while the directory is deleted and rel
   await until(() => vf.lookup('h', '/WW_verify_later.txt') !== undefined, 'watching the recreated directory');
 });
 
-t.test('verify-files: watch picks up a Kubernetes-style atomic symlink swap', async (t) => {
+t.test('verify-files: watch picks up the new files when the directory is swapped by a Kubernetes-style symlink', async (t) => {
   const s = sandbox(t);
   const gen = (name: string, body: string) => {
     mkdirSync(path.join(s.dir, name));
