@@ -276,6 +276,12 @@ export function createLogDestination({
   let writing = false;
   /** Written `batchBytes` buffers, kept for reuse (at most two: one filling while one is written). */
   const spare: Buffer[] = [];
+  /**
+   * The memory of the buffers this destination allocated itself: only those may be reused. A size
+   * check is not enough: Buffer.from() of a short string hands out a slice of Node's shared pool,
+   * whose slab has the same 64 KiB size, and writing into it would overwrite other Buffers.
+   */
+  const own = new WeakSet<ArrayBufferLike>();
   let lastWriteAt = 0;
   let timer: NodeJS.Timeout | undefined;
   let retry: NodeJS.Timeout | undefined;
@@ -318,6 +324,11 @@ export function createLogDestination({
     cancelTimers();
     settle(err);
   };
+  const allocate = (): Buffer => {
+    const b = Buffer.allocUnsafeSlow(batchBytes);
+    own.add(b.buffer);
+    return b;
+  };
   const append = (line: string) => {
     // A UTF-16 code unit never needs more than 3 bytes of UTF-8 (a surrogate pair: 4 for 2 units).
     const worst = line.length * 3;
@@ -326,13 +337,13 @@ export function createLogDestination({
       cur = null;
       curLen = 0;
       if (worst > batchBytes) {
-        // A line longer than a whole buffer gets its own.
-        const own = Buffer.from(line, 'utf8');
-        chunks.push(own);
-        buffered += own.length;
+        // A line longer than a whole buffer gets its own (never reused).
+        const single = Buffer.from(line, 'utf8');
+        chunks.push(single);
+        buffered += single.length;
         return;
       }
-      cur = spare.pop() ?? Buffer.allocUnsafeSlow(batchBytes);
+      cur = spare.pop() ?? allocate();
     }
     const n = cur.write(line, curLen, 'utf8');
     curLen += n;
@@ -356,7 +367,7 @@ export function createLogDestination({
     while (i < inflight.length && n >= (inflight[i] as Buffer).length) {
       const done = inflight[i] as Buffer;
       n -= done.length;
-      if (done.buffer.byteLength === batchBytes && spare.length < 2) spare.push(Buffer.from(done.buffer, 0, batchBytes));
+      if (own.has(done.buffer) && spare.length < 2) spare.push(Buffer.from(done.buffer, 0, batchBytes));
       i++;
     }
     if (i < inflight.length) {

@@ -142,20 +142,44 @@ function tempFd(t: Test): { fd: number; read: () => string } {
   return { fd, read: () => readFileSync(file, 'utf8') };
 }
 
+/** Write `rounds` × `perRound` lines (`line(n)`), pausing with `pause` between rounds; then flush. */
+async function writeRounds(
+  t: Test,
+  dest: ReturnType<typeof createLogDestination>,
+  rounds: number,
+  perRound: number,
+  line: (n: number) => string,
+  pause: () => Promise<unknown>,
+): Promise<string> {
+  const expected: string[] = [];
+  for (let round = 0; round < rounds; round++) {
+    for (let i = 0; i < perRound; i++) {
+      const l = line(round * perRound + i);
+      expected.push(l);
+      t.equal(dest.write(l), true);
+    }
+    await pause();
+  }
+  await flushed(dest);
+  return expected.join('');
+}
+
+function flushed(dest: ReturnType<typeof createLogDestination>): Promise<void> {
+  return new Promise<void>((resolve, reject) => dest.flush((err) => (err ? reject(err) : resolve())));
+}
+
 t.test('createLogDestination: writes every line in order when lines arrive faster than writes', async (t) => {
   const { fd, read } = tempFd(t);
   const dest = createLogDestination({ fd, intervalMs: 5, batchBytes: 1024 });
-  const expected: string[] = [];
-  for (let round = 0; round < 20; round++) {
-    for (let i = 0; i < 50; i++) {
-      const line = `{"n":${round * 50 + i}}\n`;
-      expected.push(line);
-      t.equal(dest.write(line), true);
-    }
-    await new Promise((r) => setImmediate(r));
-  }
-  await new Promise<void>((resolve, reject) => dest.flush((err) => (err ? reject(err) : resolve())));
-  t.equal(read(), expected.join(''));
+  const expected = await writeRounds(
+    t,
+    dest,
+    20,
+    50,
+    (n) => `{"n":${n}}\n`,
+    () => new Promise((r) => setImmediate(r)),
+  );
+  t.equal(read(), expected);
   t.equal(dest.dropped, 0);
 });
 
@@ -187,18 +211,29 @@ t.test('createLogDestination: drops and counts lines, then says so, when the buf
 t.test('createLogDestination: keeps bytes exact when lines are multi-byte, longer than a buffer, and buffers are reused', async (t) => {
   const { fd, read } = tempFd(t);
   const dest = createLogDestination({ fd, intervalMs: 1, batchBytes: 256 });
-  const expected: string[] = [];
-  for (let round = 0; round < 30; round++) {
-    for (let i = 0; i < 12; i++) {
-      const n = round * 12 + i;
-      // ASCII, Chinese (3 bytes each), an emoji (a surrogate pair, 4 bytes), and now and then a line over 256 bytes.
-      const line = n % 7 === 0 ? `{"n":${n},"long":"${'长'.repeat(120)}"}\n` : `{"n":${n},"msg":"学校 ${'x'.repeat(n % 50)} 🎓"}\n`;
-      expected.push(line);
-      t.equal(dest.write(line), true);
-    }
-    await new Promise((r) => setTimeout(r, 2));
-  }
-  await new Promise<void>((resolve, reject) => dest.flush((err) => (err ? reject(err) : resolve())));
-  t.equal(read(), expected.join(''), 'every line, in order, byte for byte');
+  // ASCII, Chinese (3 bytes each), an emoji (a surrogate pair, 4 bytes), and now and then a line over 256 bytes.
+  const line = (n: number) =>
+    n % 7 === 0 ? `{"n":${n},"long":"${'长'.repeat(120)}"}\n` : `{"n":${n},"msg":"学校 ${'x'.repeat(n % 50)} 🎓"}\n`;
+  const expected = await writeRounds(t, dest, 30, 12, line, () => new Promise((r) => setTimeout(r, 2)));
+  t.equal(read(), expected, 'every line, in order, byte for byte');
   t.equal(dest.dropped, 0);
 });
+
+t.test(
+  'createLogDestination: never writes into memory it did not allocate when a long line came from the shared Buffer pool',
+  async (t) => {
+    const { fd, read } = tempFd(t);
+    // Default sizes: a 25 000-byte line is longer than a third of a 64 KiB buffer, so it gets a buffer of
+    // its own from Buffer.from(), which is a slice of Node's shared 64 KiB pool.
+    const dest = createLogDestination({ fd, intervalMs: 1 });
+    const long = `${'a'.repeat(25_000)}\n`;
+    dest.write(long);
+    const neighbour = Buffer.from('bytes that belong to someone else');
+    await flushed(dest);
+    const more = Array.from({ length: 2000 }, (_, n) => `{"n":${n},"pad":"${'x'.repeat(20)}"}\n`);
+    for (const l of more) dest.write(l);
+    await flushed(dest);
+    t.equal(neighbour.toString(), 'bytes that belong to someone else', 'a Buffer allocated next to the long line is untouched');
+    t.equal(read(), long + more.join(''));
+  },
+);
