@@ -4,8 +4,9 @@
  * path, then asks match() and hands the request to web() or upgrade().
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createRequire } from 'node:module';
 import type { Duplex } from 'node:stream';
-import { Pool } from 'undici';
+import type { Pool as UndiciPool } from 'undici';
 import type { RouteConfig } from '../config/schema.ts';
 import { type RequestContext, sendError } from '../core/http.ts';
 import type { Logger } from '../core/logger.ts';
@@ -15,6 +16,15 @@ import { buildRouteTable, type CompiledRoute, forwardPath } from './routes.ts';
 import { WebSocketProxy } from './websocket.ts';
 
 export { HOP_BY_HOP_HEADERS } from './headers.ts';
+
+/**
+ * undici's Pool, loaded on its own: undici's index also loads fetch, WebSocket, EventSource, the
+ * caches and the mock agents, which the gateway never uses and which cost about 2.9 MB of heap and
+ * 12 MB of RSS (measured on Node 24). The module is undici's own Pool (the package has no exports
+ * map); the version is pinned by the lock file, and every proxy test goes through it.
+ */
+const Pool = createRequire(import.meta.url)('undici/lib/dispatcher/pool.js') as typeof UndiciPool;
+type Pool = UndiciPool;
 
 export interface ProxyDeps {
   readonly routes: readonly RouteConfig[];

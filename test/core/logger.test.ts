@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import t, { type Test } from 'tap';
-import { createAccessLog, createLogDestination, createLogger, redactText } from '../../src/core/logger.ts';
+import { type AccessLine, createAccessLog, createLogDestination, createLogger, redactText } from '../../src/core/logger.ts';
 
 function capture() {
   const lines: string[] = [];
@@ -237,3 +237,87 @@ t.test(
     t.equal(read(), long + more.join(''));
   },
 );
+
+t.test(
+  'createAccessLog: writes the same bytes straight into a log destination as through a plain stream when lines are ordinary, hostile or odd',
+  async (t) => {
+    const base = { service: 'wegate', site: '一中' };
+    const lines: AccessLine[] = [
+      accessFields,
+      { ...accessFields, host: '', upstream: undefined, error_code: 'WG_NOT_FOUND', status: 404, completed: false },
+      { ...accessFields, url: '/cb?code=OAUTH-CODE-1&state=s&access_token=TOKEN-2' },
+      { ...accessFields, route: '教务', upstream: 'https://学校.example' },
+      { ...accessFields, us: 0, bytes: 0, status: 101 },
+      { ...accessFields, us: 999, bytes: 2 ** 40 },
+      { ...accessFields, us: 1000 },
+      { ...accessFields, us: 123_456_789 },
+      // Each of these needs escaping or is not a plain number: the string path writes them.
+      { ...accessFields, url: '/a"b\\c\u0001\n' },
+      { ...accessFields, url: '/caf\u00e9' },
+      { ...accessFields, url: '/del\u007f' },
+      { ...accessFields, method: 'G"ET' },
+      { ...accessFields, us: 1.5 },
+      { ...accessFields, us: -3 },
+      { ...accessFields, status: Number.NaN },
+      { ...accessFields, bytes: -1 },
+    ];
+
+    const { lines: viaStream, stream } = capture();
+    const plain = createAccessLog(createLogger({ level: 'info', destination: stream, base }));
+    for (const l of lines) plain.write(l);
+    plain.flush();
+
+    const { fd, read } = tempFd(t);
+    const dest = createLogDestination({ fd, intervalMs: 1 });
+    const used = { encoded: 0, declined: 0, strings: 0 };
+    const writeEncoded = dest.writeEncoded.bind(dest);
+    const write = dest.write.bind(dest);
+    dest.writeEncoded = (max, encode) => {
+      const r = writeEncoded(max, encode);
+      if (r === 'written') used.encoded++;
+      else if (r === 'declined') used.declined++;
+      return r;
+    };
+    dest.write = (line) => {
+      used.strings++;
+      return write(line);
+    };
+    const direct = createAccessLog(createLogger({ level: 'info', destination: dest, base }));
+    for (const l of lines) direct.write(l);
+    direct.flush();
+    await flushed(dest);
+
+    const sameTime = (text: string) => text.replace(/"time":"[^"]+"/g, '"time":"T"');
+    t.equal(sameTime(read()), sameTime(`${viaStream.join('\n')}\n`), 'byte for byte the same lines');
+    t.same(used, { encoded: 8, declined: 8, strings: 8 }, 'ordinary lines are encoded directly; the others fall back to the string');
+    t.notMatch(read(), 'OAUTH-CODE-1', 'the secret is redacted on the direct path too');
+  },
+);
+
+t.test('createLogDestination: writeEncoded keeps nothing of a declined line and drops over the limit when encoding directly', async (t) => {
+  const { fd, read } = tempFd(t);
+  const dest = createLogDestination({ fd, intervalMs: 1, batchBytes: 256, maxBufferedBytes: 260 });
+  const put = (text: string) => (buf: Buffer, at: number) => at + buf.write(text, at, 'latin1');
+  t.equal(dest.writeEncoded(20, put('one\n')), 'written');
+  t.equal(
+    dest.writeEncoded(20, (buf, at) => (buf.write('half of a line', at, 'latin1'), -1)),
+    'declined',
+    'the encoder declines',
+  );
+  t.equal(dest.writeEncoded(4, put('longer than promised\n')), 'declined', 'more bytes than promised are not kept');
+  t.equal(dest.writeEncoded(257, put('two\n')), 'declined', 'a line that might not fit in one buffer is left to write()');
+  t.equal(dest.writeEncoded(20, put('two\n')), 'written');
+  t.equal(dest.writeEncoded(1000, put('three\n')), 'declined');
+  // 8 bytes buffered: room for 250 more is within the 260-byte limit once, not twice.
+  t.equal(dest.writeEncoded(250, put(`${'x'.repeat(10)}\n`)), 'written');
+  t.equal(dest.writeEncoded(250, put(`${'y'.repeat(10)}\n`)), 'dropped');
+  await flushed(dest);
+  t.equal(dest.dropped, 1, 'the line over maxBufferedBytes is counted');
+  t.equal(dest.writeEncoded(20, put('four\n')), 'written');
+  await flushed(dest);
+  const out = read().split('\n');
+  t.same(out.slice(0, 3), ['one', 'two', 'x'.repeat(10)], 'only the written lines, none of the declined bytes');
+  t.match(out[3], /"dropped":1/, 'the drop is reported before the next line');
+  t.equal(out[4], 'four');
+  t.equal(out.length, 6, 'nothing else');
+});
