@@ -42,6 +42,18 @@ export interface RequestContext {
   upstream?: string | undefined;
   /** Error code when the response was an error page. */
   errorCode?: ErrorCode | undefined;
+  /**
+   * True when whoever created this context calls `onClose.responseClosed()` from its own 'close'
+   * listener on the response (the pipeline does): a stage that must hear of the close then sets
+   * `onClose` instead of adding a listener of its own (one listener per response, not one per stage).
+   */
+  readonly notifiesClose?: boolean;
+  onClose?: ResponseCloseHook | undefined;
+}
+
+/** A stage that must hear when the response closes (the proxy aborts its upstream exchange). */
+export interface ResponseCloseHook {
+  responseClosed(): void;
 }
 
 export type ParsedTarget = { ok: true; rawPath: string; path: string; query: string } | { ok: false; code: ErrorCode; reason: string };

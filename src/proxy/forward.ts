@@ -9,7 +9,7 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:
 import { Transform, type TransformCallback } from 'node:stream';
 import type { Dispatcher, Pool } from 'undici';
 import type { ErrorCode } from '../core/errors.ts';
-import { type RequestContext, sendError } from '../core/http.ts';
+import { type RequestContext, type ResponseCloseHook, sendError } from '../core/http.ts';
 import type { Logger } from '../core/logger.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import { classifyUpstreamError } from './failures.ts';
@@ -60,8 +60,7 @@ class BodyLimiter extends Transform {
 function noop(): void {}
 
 function onResClose(this: ServerResponse & Tagged): void {
-  const f = this[kForward];
-  if (f !== undefined && !f.done) f.clientGone();
+  this[kForward]?.responseClosed();
 }
 
 function onResDrain(this: ServerResponse & Tagged): void {
@@ -69,7 +68,7 @@ function onResDrain(this: ServerResponse & Tagged): void {
 }
 
 /** One forwarded exchange; implements undici's dispatch handler. */
-class Forward implements Dispatcher.DispatchHandler {
+class Forward implements Dispatcher.DispatchHandler, ResponseCloseHook {
   readonly env: ForwardEnv;
   readonly req: IncomingMessage;
   readonly res: ServerResponse & Tagged;
@@ -102,7 +101,8 @@ class Forward implements Dispatcher.DispatchHandler {
       this.#body = stream;
     }
     res[kForward] = this;
-    res.on('close', onResClose);
+    if (this.ctx.notifiesClose === true) this.ctx.onClose = this;
+    else res.on('close', onResClose);
     if (res.listenerCount('error') === 0) res.on('error', noop);
     const opts = {
       path: forwardPath(route, this.ctx.path) + this.ctx.query,
@@ -118,6 +118,11 @@ class Forward implements Dispatcher.DispatchHandler {
     } catch (err) {
       this.onResponseError(null, err as Error);
     }
+  }
+
+  /** The response closed (ResponseCloseHook): before it ended, that means the client went away. */
+  responseClosed(): void {
+    if (!this.done) this.clientGone();
   }
 
   /** The client went away before the response ended: abort the upstream exchange. */

@@ -107,6 +107,9 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       route: undefined,
       upstream: undefined,
       errorCode: !host.ok ? 'WG_BAD_HOST' : !target.ok ? target.code : undefined,
+      // onResponseClose below calls onClose: the proxy adds no 'close' listener of its own.
+      notifiesClose: true,
+      onClose: undefined,
     };
     return ctx;
   };
@@ -139,7 +142,8 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
 
   /**
    * The one 'close' listener of every response (shared, `this` is the response: no closure or once()
-   * wrapper per request): releases the generation, then metrics and the access log.
+   * wrapper per request): releases the generation, then metrics and the access log, then tells the
+   * stage that asked (`ctx.onClose`: the proxy aborts an upstream exchange the client left).
    */
   function onResponseClose(this: ServerResponse & TrackedResponse): void {
     const t = this[kTrack];
@@ -153,6 +157,11 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     // 499 (nginx's "client closed request") when nothing was answered.
     const status = this.headersSent ? this.statusCode : ctx.errorCode !== undefined ? ERRORS[ctx.errorCode].status : 499;
     logLine(t.site, t.req, ctx, status, socket.bytesWritten - t.bytesBefore, this.writableFinished);
+    const hook = ctx.onClose;
+    if (hook !== undefined) {
+      ctx.onClose = undefined;
+      hook.responseClosed();
+    }
   }
 
   const handle = (req: IncomingMessage, res: ServerResponse & TrackedResponse, secure: boolean, expectContinue: boolean, id: string) => {

@@ -3,7 +3,9 @@
  * validation, path confusion against route prefixes, 404 for unknown hosts, error pages, request
  * ids, the access log and its redaction, HTTP→HTTPS redirect next to verification files.
  */
+import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
@@ -207,6 +209,43 @@ t.test('pipeline: access log line has route, status and request id and no secret
   for (const secret of ['AT-SECRET-1', 'CODE-SECRET-2', 'COOKIE-SECRET-3', 'AUTH-SECRET-4'])
     t.notMatch(text, secret, `${secret} not logged`);
   t.equal(s.logs.lines.filter((l) => l.log === 'access' && l.req_id === id).length, 1, 'exactly one line');
+});
+
+t.test('pipeline: aborts the upstream exchange and logs the request as incomplete when the client leaves mid-response', async (t) => {
+  let upstreamClosed: Promise<unknown> | undefined;
+  const up = await startUpstream(t, 'stream', (_req, res) => {
+    upstreamClosed = once(res, 'close');
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.write('first part;');
+  });
+  const gw = await startGateway(
+    t,
+    makeConfig({ listen: LOOPBACK, admin: ADMIN, routes: [{ name: 'stream', host: 'app.school.test', upstream: up.url }] }),
+  );
+  const id = await new Promise<string>((resolve, reject) => {
+    const req = request({ port: gw.httpPort, host: '127.0.0.1', path: '/live', headers: { host: 'app.school.test' }, agent: false });
+    req.on('error', () => {});
+    req.on('response', (res) => {
+      res.once('data', () => {
+        req.destroy();
+        resolve(String(res.headers['x-request-id']));
+      });
+    });
+    req.setTimeout(5000, () => reject(new Error('no response')));
+    req.end();
+  });
+  await waitFor(() => upstreamClosed);
+  let timer: NodeJS.Timeout | undefined;
+  const closed = await Promise.race([
+    upstreamClosed?.then(() => true),
+    new Promise<boolean>((resolve) => (timer = setTimeout(resolve, 5000, false))),
+  ]);
+  clearTimeout(timer);
+  t.equal(closed, true, 'the upstream response was closed after the client left');
+  const line = await waitFor(() => gw.logs.lines.find((l) => l.log === 'access' && l.req_id === id));
+  t.match(line, { route: 'stream', status: 200, completed: false });
+  const metrics = await (await fetch(`http://127.0.0.1:${gw.adminPort}/metrics`)).text();
+  t.notMatch(metrics, /wegate_upstream_errors_total\{[^}]*route="stream"/, 'a client leaving is not an upstream error');
 });
 
 t.test('pipeline: logs and counts a request under route "-" when it is rejected', async (t) => {
