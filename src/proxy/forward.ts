@@ -4,6 +4,13 @@
  * test/bench/proxy-path.ts. The handler streams the upstream response into the ServerResponse with
  * backpressure, rewrites response headers, and maps every failure to an error page (or, once the
  * response has started, to a destroyed client connection so the client sees an error).
+ *
+ * The route's response and idle timeouts are kept here, on one native timer per exchange, with
+ * undici's own headersTimeout/bodyTimeout off: undici keeps those timers for a second or more after
+ * the request is done (its coarse "fast timers"), which made them outlive two young-generation
+ * collections and become about half of everything the proxy path moved into the old generation.
+ * The semantics are undici's: the response clock starts once the request body has been sent, and the
+ * idle clock does not run while the client is the slow side (the upstream body is paused).
  */
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { Transform, type TransformCallback } from 'node:stream';
@@ -35,6 +42,16 @@ class ClientGoneError extends Error {
 class BodyTooLargeError extends Error {
   override readonly name = 'BodyTooLargeError';
 }
+/** The upstream sent no response headers within response_ms, or stalled its body past idle_ms. */
+class UpstreamTimeoutError extends Error {
+  override readonly name = 'UpstreamTimeoutError';
+  /** undici's codes for the same two timeouts (failures.ts classifies them as timeouts). */
+  readonly code: 'UND_ERR_HEADERS_TIMEOUT' | 'UND_ERR_BODY_TIMEOUT';
+  constructor(phase: 'response' | 'body', ms: number) {
+    super(phase === 'response' ? `no response headers within ${ms} ms` : `response body idle for ${ms} ms`);
+    this.code = phase === 'response' ? 'UND_ERR_HEADERS_TIMEOUT' : 'UND_ERR_BODY_TIMEOUT';
+  }
+}
 
 /** Counts a streamed request body and fails once it exceeds the route's limit. */
 class BodyLimiter extends Transform {
@@ -55,6 +72,11 @@ class BodyLimiter extends Transform {
     }
     cb(null, chunk);
   }
+  override _flush(cb: TransformCallback): void {
+    // The whole body went to undici: from now on the upstream owes the response.
+    this.#fwd.requestSent();
+    cb();
+  }
 }
 
 function noop(): void {}
@@ -65,6 +87,10 @@ function onResClose(this: ServerResponse & Tagged): void {
 
 function onResDrain(this: ServerResponse & Tagged): void {
   this[kForward]?.controller?.resume();
+}
+
+function onForwardTimeout(fwd: Forward): void {
+  fwd.timedOut();
 }
 
 /** One forwarded exchange; implements undici's dispatch handler. */
@@ -80,6 +106,11 @@ class Forward implements Dispatcher.DispatchHandler, ResponseCloseHook {
   #gone = false;
   #tooLarge = false;
   #body: BodyLimiter | null = null;
+  #timer: NodeJS.Timeout | undefined;
+  #timerMs = 0;
+  /** What the timer waits for: response headers, then the next body chunk. */
+  #phase: 'response' | 'body' = 'response';
+  #timeout: UpstreamTimeoutError | null = null;
 
   constructor(env: ForwardEnv, req: IncomingMessage, res: ServerResponse, ctx: RequestContext, route: CompiledRoute) {
     this.env = env;
@@ -109,15 +140,53 @@ class Forward implements Dispatcher.DispatchHandler, ResponseCloseHook {
       method: req.method ?? 'GET',
       headers,
       body: stream,
-      headersTimeout: route.responseMs,
-      bodyTimeout: route.idleMs,
+      // Kept by this handler instead (see the top of this file).
+      headersTimeout: 0,
+      bodyTimeout: 0,
       servername: route.servername,
     } as Dispatcher.DispatchOptions;
+    // Without a body the request is sent as soon as undici writes it; with one, once the body ends.
+    if (stream === null) this.requestSent();
     try {
       this.env.poolFor(route).dispatch(opts, this);
     } catch (err) {
       this.onResponseError(null, err as Error);
     }
+  }
+
+  /** The request (with its body) is on its way: the response timeout starts. */
+  requestSent(): void {
+    if (!this.done && this.#phase === 'response') this.#arm(this.route.responseMs);
+  }
+
+  #arm(ms: number): void {
+    if (this.#timer !== undefined && this.#timerMs === ms) {
+      this.#timer.refresh();
+      return;
+    }
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(onForwardTimeout, ms, this);
+    this.#timer.unref();
+    this.#timerMs = ms;
+  }
+
+  #disarm(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /** The response or idle timer fired. */
+  timedOut(): void {
+    this.#timer = undefined;
+    if (this.done) return;
+    const controller = this.controller;
+    if (this.#phase === 'body' && controller?.paused === true) {
+      // The client reads slowly and the upstream waits for it: not the upstream's stall (as in undici).
+      this.#arm(this.route.idleMs);
+      return;
+    }
+    this.#timeout = new UpstreamTimeoutError(this.#phase, this.#timerMs);
+    controller?.abort(this.#timeout);
   }
 
   /** The response closed (ResponseCloseHook): before it ended, that means the client went away. */
@@ -149,9 +218,12 @@ class Forward implements Dispatcher.DispatchHandler, ResponseCloseHook {
     this.controller = controller;
     if (this.#gone) controller.abort(new ClientGoneError('client closed the connection'));
     else if (this.#tooLarge) controller.abort(new BodyTooLargeError('request body too large'));
+    else if (this.#timeout !== null) controller.abort(this.#timeout);
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
+    this.#phase = 'body';
+    this.#arm(this.route.idleMs);
     const out = this.#responseHeaders(headers);
     try {
       this.res.writeHead(statusCode, out);
@@ -162,6 +234,7 @@ class Forward implements Dispatcher.DispatchHandler, ResponseCloseHook {
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.#timer?.refresh();
     if (!this.res.write(chunk) && !controller.paused) {
       controller.pause();
       this.res.once('drain', onResDrain);
@@ -170,12 +243,14 @@ class Forward implements Dispatcher.DispatchHandler, ResponseCloseHook {
 
   onResponseEnd(): void {
     this.done = true;
+    this.#disarm();
     this.res.end();
   }
 
   onResponseError(_controller: Dispatcher.DispatchController | null, err: Error): void {
     if (this.done) return;
     this.done = true;
+    this.#disarm();
     const { req, res, ctx, route } = this;
     if (this.#body !== null) {
       req.unpipe(this.#body);

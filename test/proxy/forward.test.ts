@@ -234,6 +234,52 @@ t.test('proxy: answers 504 WG_UPSTREAM_TIMEOUT when the upstream sends no header
   t.same(await upstreamErrors(front), { 'slow/timeout': 1 });
 });
 
+t.test('proxy: answers 504 WG_UPSTREAM_TIMEOUT when the upstream reads the whole request body and then never answers', async (t) => {
+  let received = 0;
+  // The helper calls the handler once the whole body has arrived; this one then never answers.
+  const up = await startUpstream(t, (_req, _res, body) => {
+    received = body.length;
+  });
+  const front = await startFront(t, [
+    route({ name: 'mute', upstream: up.origin, timeouts: { connect_ms: 1000, response_ms: 300, idle_ms: 1000 } }),
+  ]);
+  const r = await request(front.origin, '/upload', { method: 'POST', headers: { host: 'a.test' }, body: 'x'.repeat(5000) });
+  t.equal(r.status, 504);
+  t.equal((JSON.parse(r.body) as ErrorBody).error, 'WG_UPSTREAM_TIMEOUT');
+  t.equal(received, 5000, 'the body reached the upstream first');
+  t.same(await upstreamErrors(front), { 'mute/timeout': 1 });
+});
+
+t.test('proxy: starts response_ms only once the request body is sent when a client uploads slowly', async (t) => {
+  // Called once the whole body has arrived.
+  const up = await startUpstream(t, (_req, res, body) => res.end(`got ${body.length}`));
+  const front = await startFront(t, [
+    route({ name: 'upload', upstream: up.origin, timeouts: { connect_ms: 1000, response_ms: 300, idle_ms: 1000 } }),
+  ]);
+  const started = Date.now();
+  const r = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const req = http.request(`${front.origin}/upload`, { method: 'POST', agent: false, headers: { host: 'a.test' } });
+    req.on('error', reject);
+    req.on('response', (res) => {
+      let body = '';
+      res.on('data', (c) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    // Six chunks 150 ms apart: the upload takes three times response_ms.
+    let sent = 0;
+    const next = () => {
+      if (sent++ === 6) return void req.end();
+      req.write('y'.repeat(100));
+      setTimeout(next, 150);
+    };
+    next();
+  });
+  t.ok(Date.now() - started >= 750, 'the upload took longer than response_ms');
+  t.equal(r.status, 200, r.body);
+  t.equal(r.body, 'got 600');
+  t.same(await upstreamErrors(front), {});
+});
+
 t.test('proxy: answers 504 WG_UPSTREAM_TIMEOUT when the TLS handshake does not finish within connect_ms', async (t) => {
   // Accepts TCP, never answers the ClientHello.
   const port = await rawUpstream(t, () => {});
@@ -428,6 +474,42 @@ t.test('proxy: relays large responses intact when the client reads slowly', asyn
     });
   });
   t.equal(got, payload.length);
+});
+
+t.test('proxy: keeps relaying a paused response when the client reads slower than idle_ms', async (t) => {
+  // 24 MiB: more than the loopback socket buffers on both sides can hold, so the proxy has to pause
+  // the upstream body while the client does not read.
+  const piece = Buffer.alloc(64 * 1024, 'q');
+  const total = 384 * piece.length;
+  const up = await startUpstream(t, (_req, res) => {
+    let left = 384;
+    const more = () => {
+      while (left > 0) {
+        left--;
+        if (!res.write(piece)) return void res.once('drain', more);
+      }
+      res.end();
+    };
+    more();
+  });
+  const front = await startFront(t, [
+    route({ name: 'slowreader', upstream: up.origin, timeouts: { connect_ms: 1000, response_ms: 1000, idle_ms: 300 } }),
+  ]);
+  const got = await new Promise<{ n: number; complete: boolean }>((resolve, reject) => {
+    const req = http.get(`${front.origin}/big`, { agent: false, headers: { host: 'a.test' } });
+    req.on('error', reject);
+    req.on('response', (res) => {
+      let n = 0;
+      res.pause();
+      // Three times idle_ms without reading: the upstream side waits for us, it does not stall.
+      setTimeout(() => res.resume(), 900);
+      res.on('data', (c: Buffer) => (n += c.length));
+      res.on('end', () => resolve({ n, complete: res.complete }));
+      res.on('aborted', () => resolve({ n, complete: false }));
+    });
+  });
+  t.same(got, { n: total, complete: true });
+  t.same(await upstreamErrors(front), {}, 'no timeout counted');
 });
 
 t.test('createProxy: throws an error naming the route when its CA file cannot be read', async (t) => {
