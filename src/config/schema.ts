@@ -45,8 +45,8 @@ const Ms = (def: number, description: string) => Type.Integer({ minimum: 1, maxi
 export const RouteTimeoutsSchema = Type.Object(
   {
     connect_ms: Ms(5_000, 'TCP+TLS connect timeout to the upstream (→ 504).'),
-    response_ms: Ms(60_000, 'Time allowed for the upstream to send response headers (→ 504).'),
-    idle_ms: Ms(60_000, 'Time allowed between two chunks of the upstream response body, and WebSocket idle time.'),
+    response_ms: Ms(60_000, 'Time allowed for the upstream to send response headers once the request and its body have been sent (→ 504).'),
+    idle_ms: Ms(60_000, 'Time allowed between two chunks of the upstream response body (not counted while a slow client holds the body back), and WebSocket idle time.'),
   },
   { additionalProperties: false, default: {}, description: 'Per-route timeouts towards the upstream.' },
 );

@@ -170,6 +170,26 @@ export function groupPeakRssMb(pgid: number): number {
   return kb / 1024;
 }
 
+/**
+ * The group's resident set now, split as the kernel reports it (/proc/PID/status, in MB): private
+ * anonymous memory (heaps, buffers) and file-backed pages (mostly the executable's own code and
+ * data, shared with every other process running it and reclaimable). VmHWM has no such split.
+ */
+export function groupRssSplitMb(pgid: number): { anon: number; file: number } {
+  let anon = 0;
+  let file = 0;
+  for (const pid of groupPids(pgid)) {
+    try {
+      const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+      anon += Number(/^RssAnon:\s+(\d+) kB/m.exec(status)?.[1] ?? 0);
+      file += Number(/^RssFile:\s+(\d+) kB/m.exec(status)?.[1] ?? 0);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return { anon: anon / 1024, file: file / 1024 };
+}
+
 /** Busy and total jiffies per CPU from /proc/stat (for "was core 0 saturated?"). */
 export function cpuTimes(): Map<number, { busy: number; total: number }> {
   const out = new Map<number, { busy: number; total: number }>();

@@ -26,6 +26,7 @@ import {
   freePort,
   groupCpuSeconds,
   groupPeakRssMb,
+  groupRssSplitMb,
   killAllSync,
   pause,
   resume,
@@ -306,7 +307,13 @@ async function main(): Promise<number> {
         if (list?.length) a.r.cases[c.key] = combine(list);
       }
       await checkResponses(a.running.url);
-      if (a.running.proc) a.r.rss_mb = groupPeakRssMb(a.running.proc.pid);
+      if (a.running.proc) {
+        a.r.rss_mb = groupPeakRssMb(a.running.proc.pid);
+        const split = groupRssSplitMb(a.running.proc.pid);
+        a.r.notes.push(
+          `RSS at the end ${fmt(split.anon + split.file, 1)} MB = ${fmt(split.anon, 1)} anonymous + ${fmt(split.file, 1)} file-backed (executable pages)`,
+        );
+      }
       if (a.running.finish) {
         const f = a.running.finish(a.sent + 4);
         a.r.notes.push(...f.notes);
