@@ -161,22 +161,7 @@ t.test('proxy: answers 413 before contacting the upstream when Content-Length ex
 t.test('proxy: answers 413 when a chunked body grows past max_body_bytes', async (t) => {
   const up = await startUpstream(t);
   const front = await startFront(t, [route({ upstream: up.origin, max_body_bytes: 1000 })]);
-  const sendChunked = (chunks: string[]) =>
-    new Promise<{ status: number; body: string }>((resolve, reject) => {
-      const req = http.request(`${front.origin}/up`, { method: 'POST', agent: false, headers: { host: 'a.test' } });
-      req.on('error', reject);
-      req.on('response', (res) => {
-        let body = '';
-        res.on('data', (c) => (body += c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      });
-      let i = 0;
-      const next = () => {
-        if (i === chunks.length) return req.end();
-        req.write(chunks[i++], () => setImmediate(next));
-      };
-      next();
-    });
+  const sendChunked = (chunks: string[]) => postChunked(`${front.origin}/up`, chunks, 0);
   const big = await sendChunked(Array.from({ length: 20 }, () => 'y'.repeat(100)));
   t.equal(big.status, 413);
   t.equal((JSON.parse(big.body) as ErrorBody).error, 'WG_BODY_TOO_LARGE');
@@ -257,23 +242,12 @@ t.test('proxy: starts response_ms only once the request body is sent when a clie
     route({ name: 'upload', upstream: up.origin, timeouts: { connect_ms: 1000, response_ms: 300, idle_ms: 1000 } }),
   ]);
   const started = Date.now();
-  const r = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-    const req = http.request(`${front.origin}/upload`, { method: 'POST', agent: false, headers: { host: 'a.test' } });
-    req.on('error', reject);
-    req.on('response', (res) => {
-      let body = '';
-      res.on('data', (c) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    // Six chunks 150 ms apart: the upload takes three times response_ms.
-    let sent = 0;
-    const next = () => {
-      if (sent++ === 6) return void req.end();
-      req.write('y'.repeat(100));
-      setTimeout(next, 150);
-    };
-    next();
-  });
+  // Six chunks 150 ms apart: the upload takes three times response_ms.
+  const r = await postChunked(
+    `${front.origin}/upload`,
+    Array.from({ length: 6 }, () => 'y'.repeat(100)),
+    150,
+  );
   t.ok(Date.now() - started >= 750, 'the upload took longer than response_ms');
   t.equal(r.status, 200, r.body);
   t.equal(r.body, 'got 600');
@@ -291,6 +265,25 @@ t.test('proxy: answers 504 WG_UPSTREAM_TIMEOUT when the TLS handshake does not f
   t.equal((JSON.parse(r.body) as ErrorBody).error, 'WG_UPSTREAM_TIMEOUT');
   t.same(await upstreamErrors(front), { 'mute/timeout': 1 });
 });
+
+/** POST `chunks` as a chunked body (Host a.test), each written `gapMs` after the previous one was flushed. */
+function postChunked(url: string, chunks: string[], gapMs: number): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: 'POST', agent: false, headers: { host: 'a.test' } });
+    req.on('error', reject);
+    req.on('response', (res) => {
+      let body = '';
+      res.on('data', (c) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    let i = 0;
+    const next = () => {
+      if (i === chunks.length) return void req.end();
+      req.write(chunks[i++], () => (gapMs > 0 ? setTimeout(next, gapMs) : setImmediate(next)));
+    };
+    next();
+  });
+}
 
 /** GET through the front; resolves with how the response ended: 'end' (clean) or 'error'. */
 function responseOutcome(origin: string, host: string): Promise<{ status: number; outcome: string; body: string }> {
