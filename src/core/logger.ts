@@ -88,12 +88,17 @@ export function createLogger({ level = 'info', destination, base }: LoggerFactor
   return destination ? pino(opts, destination) : pino(opts);
 }
 
-/** Errors as log fields: type, code, message (redacted); stack only for non-operational errors. */
+/**
+ * Errors as log fields: type, the error's code, message (redacted); stack only for non-operational
+ * errors. The code (ECONNREFUSED, UND_ERR_HEADERS_TIMEOUT, CERT_HAS_EXPIRED …) is logged as
+ * `error_code`: a field named `code` is redacted wherever it appears (an OAuth code is a secret),
+ * which turned every error's code into "[REDACTED]".
+ */
 export function serializeError(e: unknown): Record<string, unknown> {
   if (!(e instanceof Error)) return { message: redactText(String(e)) };
   const out: Record<string, unknown> = { type: e.name, message: redactText(e.message) };
   const code = (e as { code?: unknown }).code;
-  if (code !== undefined) out.code = code;
+  if (typeof code === 'string' || typeof code === 'number') out.error_code = typeof code === 'string' ? redactText(code) : code;
   if (e.cause !== undefined) out.cause = serializeError(e.cause);
   if (e.stack && !('status' in e)) out.stack = redactText(e.stack);
   return out;

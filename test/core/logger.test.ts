@@ -51,6 +51,18 @@ t.test('createLogger: redacts secrets in fields, headers and messages when loggi
   t.match(JSON.parse(lines[0] as string), { level: 'info', service: 'wegate' });
 });
 
+t.test("createLogger: keeps an error's code readable and still redacts a code field when logging both", async (t) => {
+  const { lines, stream } = capture();
+  const log = createLogger({ level: 'info', destination: stream });
+  const cause = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' });
+  log.warn({ err: Object.assign(new Error('upstream failed', { cause }), { code: 'UND_ERR_SOCKET' }), code: 'OAUTH-CODE-9' }, 'failed');
+  const line = JSON.parse(lines[0] as string) as { code: string; err: { error_code: string; cause: { error_code: string } } };
+  t.equal(line.err.error_code, 'UND_ERR_SOCKET', 'the error code is there for the admin');
+  t.equal(line.err.cause.error_code, 'ECONNREFUSED', "and the cause's");
+  t.equal(line.code, '[REDACTED]', 'a code field is still a secret');
+  t.notMatch(lines[0], 'OAUTH-CODE-9');
+});
+
 const accessFields = {
   req_id: 'abc-1',
   method: 'GET',
