@@ -4,7 +4,7 @@
  * already-normalised forwarded path (`toProxy` keeps http-proxy-3 from re-parsing it). The upstream
  * handshake response is cleaned in an `upgrade`/`response` listener that runs before the library's.
  */
-import { type ClientRequest, type IncomingMessage, ServerResponse } from 'node:http';
+import type { ClientRequest, IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ProxyServer } from 'http-proxy-3';
@@ -12,6 +12,7 @@ import type { ErrorCode } from '../core/errors.ts';
 import { type RequestContext, sendError } from '../core/http.ts';
 import { LiveList } from '../core/live-list.ts';
 import type { Logger } from '../core/logger.ts';
+import { ServerResponse } from '../core/node-http.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import { classifyUpstreamError } from './failures.ts';
 import { type BodyInfo, buildRequestHeaders, headerListToObject, isHopByHop, responseNominated } from './headers.ts';

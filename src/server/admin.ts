@@ -2,7 +2,8 @@
  * The admin listener (default 127.0.0.1:9464): Prometheus metrics and health probes. A separate
  * server, so nothing here is reachable through the public listeners whatever the route table says.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { createServer } from '../core/node-http.ts';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../core/logger.ts';
 

@@ -3,11 +3,12 @@
  * tracking for a shutdown that cannot hang, and the listen-address helpers shared with the admin
  * listener.
  */
-import { createServer as createHttpServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { SecureContextOptions } from 'node:tls';
 import type { LiveList } from '../core/live-list.ts';
+import { createServer as createHttpServer } from '../core/node-http.ts';
 import type { Pipeline } from './pipeline.ts';
 import type { CertStore } from './tls.ts';
 

@@ -6,13 +6,14 @@
  * no URL objects, no header copies.
  */
 import { randomBytes } from 'node:crypto';
-import { type IncomingMessage, ServerResponse, STATUS_CODES } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ERRORS, type ErrorCode } from '../core/errors.ts';
 import { hasUnreadBody, parseTarget, type RequestContext, sendError } from '../core/http.ts';
 import { type LiveNode, LiveList } from '../core/live-list.ts';
 import { createAccessLog, type Logger } from '../core/logger.ts';
+import { ServerResponse, STATUS_CODES } from '../core/node-http.ts';
 import { type Metrics, statusClass } from '../metrics/metrics.ts';
 import type { Proxy as RouteProxy } from '../proxy/index.ts';
 import type { VerifyFiles } from '../verify-files/index.ts';
