@@ -2,7 +2,7 @@
  * A strict parser for the Prometheus text exposition format 0.0.4 (what Prometheus scrapes from
  * /metrics), for tests. It throws on anything a Prometheus server would reject or silently
  * misread, rather than matching lines with regular expressions:
- * - metric and label names, label-value escapes (only \\ \" \n), float values (+Inf, -Inf, NaN),
+ * - metric and label names, label-value escapes (only \\ \" \n), float values (+Inf, -Inf, NaN in any case),
  *   optional integer timestamps;
  * - at most one HELP and one TYPE per family, TYPE before the family's first sample, every
  *   family's lines contiguous, sample names that belong to their family's type (`_bucket`/`_sum`/
@@ -41,10 +41,16 @@ export class ExpositionError extends Error {
   }
 }
 
+/**
+ * Prometheus reads values with Go's strconv.ParseFloat, which takes NaN, Inf and Infinity in any
+ * case (prom-client writes "Nan" for a gauge without samples yet).
+ */
 function parseValue(text: string): number | undefined {
-  if (text === '+Inf' || text === 'Inf') return Number.POSITIVE_INFINITY;
-  if (text === '-Inf') return Number.NEGATIVE_INFINITY;
-  if (text === 'NaN') return Number.NaN;
+  const special = /^([+-]?)(inf|infinity|nan)$/i.exec(text);
+  if (special) {
+    if ((special[2] as string).toLowerCase() === 'nan') return special[1] === '' ? Number.NaN : undefined;
+    return special[1] === '-' ? Number.NEGATIVE_INFINITY : Number.POSITIVE_INFINITY;
+  }
   return FLOAT.test(text) ? Number(text) : undefined;
 }
 

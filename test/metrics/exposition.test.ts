@@ -43,6 +43,12 @@ t.test('prom-text parser: rejects malformed expositions when Prometheus would', 
   ];
   for (const [name, text] of bad) t.throws(() => parseExposition(text), name);
   t.throws(() => parseExposition('a{x=1} 2\n'), ExpositionError, 'syntax errors are ExpositionError');
+  // Values as Go's strconv.ParseFloat reads them: special values in any case, NaN unsigned.
+  const g = (v: string) => parseExposition(`# TYPE g gauge\ng ${v}\n`).get('g')?.samples[0]?.value;
+  t.ok(Number.isNaN(g('Nan')), 'Nan (as prom-client writes it) is NaN');
+  t.equal(g('+inf'), Number.POSITIVE_INFINITY);
+  t.equal(g('-Infinity'), Number.NEGATIVE_INFINITY);
+  for (const v of ['-NaN', 'nann', 'Infx']) t.throws(() => g(v), ExpositionError, `${v} is not a value`);
 });
 
 t.test('admin /metrics: parses strictly and has every required family with bounded labels when the gateway served traffic', async (t) => {
