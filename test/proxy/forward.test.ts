@@ -1,5 +1,6 @@
 import { once } from 'node:events';
 import http from 'node:http';
+import { createRequire } from 'node:module';
 import net from 'node:net';
 import { Registry } from 'prom-client';
 import t from 'tap';
@@ -41,6 +42,14 @@ async function rawUpstream(t: { teardown(fn: () => unknown): void }, onConn: (s:
 }
 
 type ErrorBody = { error: string; status: number; request_id: string };
+
+t.test(
+  "proxy: the Pool loaded on its own (src/proxy/index.ts) is undici's public Pool, so an undici upgrade that moves it fails here",
+  async (t) => {
+    const own: unknown = createRequire(import.meta.url)('undici/lib/dispatcher/pool.js');
+    t.equal(own, (await import('undici')).Pool);
+  },
+);
 
 t.test('proxy: forwards base path + stripped path + query when the route strips its prefix', async (t) => {
   const up = await startUpstream(t);
