@@ -93,6 +93,20 @@ function onForwardTimeout(fwd: Forward): void {
   fwd.timedOut();
 }
 
+/** Largest body sent joined to the response head as one string (Node writes up to 16 KiB from the stack). */
+const JOIN_MAX_BYTES = 16 * 1024;
+
+/** Exchanges holding their first body chunk until the current turn is over (see Forward.#first). */
+const holding: Forward[] = [];
+
+function releaseHeldChunks(): void {
+  try {
+    for (let i = 0; i < holding.length; i++) (holding[i] as Forward).releaseFirst();
+  } finally {
+    holding.length = 0;
+  }
+}
+
 /** One forwarded exchange; implements undici's dispatch handler. */
 class Forward implements Dispatcher.DispatchHandler, ResponseCloseHook {
   readonly env: ForwardEnv;
@@ -111,6 +125,14 @@ class Forward implements Dispatcher.DispatchHandler, ResponseCloseHook {
   /** What the timer waits for: response headers, then the next body chunk. */
   #phase: 'response' | 'body' = 'response';
   #timeout: UpstreamTimeoutError | null = null;
+  /**
+   * The first body chunk, held until the current parser turn is over: when the response also ends
+   * in that turn (a small response), the head and body leave in one string and one write() instead
+   * of a writev of a header string and a Buffer (~1 µs less per request). A response that goes on
+   * streaming gets its first chunk at the end of the turn, as before.
+   */
+  #first: Buffer | null = null;
+  #streaming = false;
 
   constructor(env: ForwardEnv, req: IncomingMessage, res: ServerResponse, ctx: RequestContext, route: CompiledRoute) {
     this.env = env;
@@ -235,6 +257,25 @@ class Forward implements Dispatcher.DispatchHandler, ResponseCloseHook {
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     this.#timer?.refresh();
+    if (!this.#streaming) {
+      this.#streaming = true;
+      this.#first = chunk;
+      if (holding.push(this) === 1) queueMicrotask(releaseHeldChunks);
+      return;
+    }
+    this.releaseFirst();
+    this.#write(controller, chunk);
+  }
+
+  /** Write the held first chunk, if any (at the end of its turn, before a later chunk or an error). */
+  releaseFirst(): void {
+    const first = this.#first;
+    if (first === null) return;
+    this.#first = null;
+    if (this.controller !== null) this.#write(this.controller, first);
+  }
+
+  #write(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (!this.res.write(chunk) && !controller.paused) {
       controller.pause();
       this.res.once('drain', onResDrain);
@@ -244,11 +285,23 @@ class Forward implements Dispatcher.DispatchHandler, ResponseCloseHook {
   onResponseEnd(): void {
     this.done = true;
     this.#disarm();
-    this.res.end();
+    const first = this.#first;
+    if (first === null) {
+      this.res.end();
+      return;
+    }
+    // The whole body came in this turn. A small one goes as a string: latin1 maps each byte to one
+    // character and back, so the bytes are unchanged, and Node joins a string body to the head it
+    // has not sent yet. A large one stays a Buffer (a string would be one more copy of it).
+    this.#first = null;
+    if (first.length <= JOIN_MAX_BYTES) this.res.end(first.toString('latin1'), 'latin1');
+    else this.res.end(first);
   }
 
   onResponseError(_controller: Dispatcher.DispatchController | null, err: Error): void {
     if (this.done) return;
+    if (!this.#gone && !this.res.destroyed) this.releaseFirst();
+    this.#first = null;
     this.done = true;
     this.#disarm();
     const { req, res, ctx, route } = this;

@@ -70,6 +70,65 @@ t.test('proxy: forwards base path + stripped path + query when the route strips 
   t.equal(up.seen[3]?.url, '/admin/k', 'encoded dot-segments');
 });
 
+/** GET through node:http, the body as bytes, with the time each chunk arrived. */
+function getBytes(origin: string, path: string): Promise<{ status: number; body: Buffer; arrivals: number[] }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(`${origin}${path}`, { agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      const arrivals: number[] = [];
+      res.on('data', (c: Buffer) => {
+        chunks.push(c);
+        arrivals.push(performance.now());
+      });
+      res.on('error', reject);
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks), arrivals }));
+    });
+    req.on('error', reject);
+  });
+}
+
+t.test('proxy: relays every byte value unchanged, small or large, with or without Content-Length', async (t) => {
+  const bytes = Buffer.alloc(256 * 3, 0);
+  for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 7 + 3) % 256;
+  const large = Buffer.concat(Array.from({ length: 400 }, () => bytes));
+  const up = await startUpstream(t, (req, res) => {
+    const body = req.url === '/large' ? large : bytes;
+    if (req.url === '/chunked') {
+      res.writeHead(200, { 'content-type': 'application/octet-stream' });
+      res.end(body);
+    } else {
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(body.length) });
+      res.end(body);
+    }
+  });
+  const front = await startFront(t, [route({ upstream: up.origin })]);
+  for (const [path, want] of [
+    ['/small', bytes],
+    ['/chunked', bytes],
+    ['/large', large],
+  ] as const) {
+    const r = await getBytes(front.origin, path);
+    t.equal(r.status, 200, path);
+    t.ok(r.body.equals(want), `${path}: ${want.length} bytes identical`);
+  }
+});
+
+t.test('proxy: a streamed response gets its first chunk before the upstream sends the next', async (t) => {
+  let sentSecond = 0;
+  const up = await startUpstream(t, (_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.write('first;');
+    setTimeout(() => {
+      sentSecond = performance.now();
+      res.end('second;');
+    }, 300);
+  });
+  const front = await startFront(t, [route({ upstream: up.origin })]);
+  const r = await getBytes(front.origin, '/stream');
+  t.equal(r.body.toString(), 'first;second;');
+  t.ok(r.arrivals.length >= 2 && (r.arrivals[0] as number) < sentSecond, 'the first chunk arrived before the second was sent');
+});
+
 t.test('proxy: sends the client Host when preserve_host is set', async (t) => {
   const up = await startUpstream(t);
   const front = await startFront(t, [route({ upstream: up.origin, preserve_host: true })]);
