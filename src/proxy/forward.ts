@@ -30,6 +30,8 @@ export interface ForwardEnv {
   readonly logger: Logger;
   readonly metrics: Metrics;
   readonly poolFor: (route: CompiledRoute) => Pool;
+  /** The proxy's exchanges holding a first body chunk this turn (see Forward.#first). */
+  readonly held: HeldChunks;
 }
 
 const kForward = Symbol('wegate.forward');
@@ -97,13 +99,20 @@ function onForwardTimeout(fwd: Forward): void {
 const JOIN_MAX_BYTES = 16 * 1024;
 
 /** Exchanges holding their first body chunk until the current turn is over (see Forward.#first). */
-const holding: Forward[] = [];
+export class HeldChunks {
+  readonly #list: { releaseFirst(): void }[] = [];
+  readonly #release = (): void => {
+    const list = this.#list;
+    try {
+      for (let i = 0; i < list.length; i++) (list[i] as { releaseFirst(): void }).releaseFirst();
+    } finally {
+      list.length = 0;
+    }
+  };
 
-function releaseHeldChunks(): void {
-  try {
-    for (let i = 0; i < holding.length; i++) (holding[i] as Forward).releaseFirst();
-  } finally {
-    holding.length = 0;
+  /** Release the exchange's chunk in a microtask, i.e. once the parser's turn is over. */
+  add(exchange: { releaseFirst(): void }): void {
+    if (this.#list.push(exchange) === 1) queueMicrotask(this.#release);
   }
 }
 
@@ -260,7 +269,7 @@ class Forward implements Dispatcher.DispatchHandler, ResponseCloseHook {
     if (!this.#streaming) {
       this.#streaming = true;
       this.#first = chunk;
-      if (holding.push(this) === 1) queueMicrotask(releaseHeldChunks);
+      this.env.held.add(this);
       return;
     }
     this.releaseFirst();

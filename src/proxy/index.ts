@@ -11,7 +11,7 @@ import type { RouteConfig } from '../config/schema.ts';
 import { type RequestContext, sendError } from '../core/http.ts';
 import type { Logger } from '../core/logger.ts';
 import type { Metrics } from '../metrics/metrics.ts';
-import { type ForwardEnv, forward } from './forward.ts';
+import { type ForwardEnv, forward, HeldChunks } from './forward.ts';
 import { buildRouteTable, type CompiledRoute, forwardPath } from './routes.ts';
 import { WebSocketProxy } from './websocket.ts';
 
@@ -92,6 +92,7 @@ export function createProxy(deps: ProxyDeps): Proxy {
     logger,
     metrics,
     poolFor: (r) => poolOf.get(r) as Pool,
+    held: new HeldChunks(),
   };
   const ws = new WebSocketProxy(logger, metrics);
   let closed = false;
