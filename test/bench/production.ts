@@ -24,8 +24,8 @@ export const PRODUCTION_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=
 /**
  * Environment for the process: one glibc malloc arena for all threads. By default each of Node's
  * threads (libuv pool, V8 workers) gets an arena of its own, and freed socket buffers spread over
- * them: ~15 MB more peak RSS under large responses with two arenas, ~30 MB with the default. One
- * arena against two, five interleaved `npm run bench` runs each: peak RSS 132-142 (mean 137) against
+ * them: two arenas had ~15 MB less peak RSS under large responses than the default. One arena
+ * against two, five interleaved `npm run bench` runs each: peak RSS 132-142 (mean 137) against
  * 139-147 MB (mean 143), CPU per small request the same, per 100 KiB response ~5 % more (the
  * threads that free buffers share the arena's lock with the main thread).
  */
