@@ -141,7 +141,7 @@ class Forward implements Dispatcher.DispatchHandler, ResponseCloseHook {
    * streaming gets its first chunk at the end of the turn, as before.
    */
   #first: Buffer | null = null;
-  #streaming = false;
+  #sawData = false;
 
   constructor(env: ForwardEnv, req: IncomingMessage, res: ServerResponse, ctx: RequestContext, route: CompiledRoute) {
     this.env = env;
@@ -266,8 +266,8 @@ class Forward implements Dispatcher.DispatchHandler, ResponseCloseHook {
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     this.#timer?.refresh();
-    if (!this.#streaming) {
-      this.#streaming = true;
+    if (!this.#sawData) {
+      this.#sawData = true;
       this.#first = chunk;
       this.env.held.add(this);
       return;
