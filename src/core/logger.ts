@@ -100,8 +100,22 @@ export function serializeError(e: unknown): Record<string, unknown> {
   const code = (e as { code?: unknown }).code;
   if (typeof code === 'string' || typeof code === 'number') out.error_code = typeof code === 'string' ? redactText(code) : code;
   if (e.cause !== undefined) out.cause = serializeError(e.cause);
-  if (e.stack && !('status' in e)) out.stack = redactText(e.stack);
+  if (e.stack && !isOperational(e, code)) out.stack = redactText(e.stack);
   return out;
+}
+
+/**
+ * An error that reports the world, not a bug: the code says what happened and a stack only adds
+ * noise to the admin's log. Our own errors carry an HTTP status; undici's codes start with
+ * `UND_ERR_`; system errors (ECONNREFUSED, ETIMEDOUT …) carry the failed syscall; OpenSSL reports
+ * `ERR_SSL_…`, Node's TLS layer `ERR_TLS_…`, certificate checks a bare reason (CERT_HAS_EXPIRED).
+ * Node's other `ERR_…` codes (ERR_INVALID_ARG_TYPE …) are programming errors and keep their stack,
+ * as does anything without a code.
+ */
+function isOperational(e: Error, code: unknown): boolean {
+  if ('status' in e || typeof (e as { syscall?: unknown }).syscall === 'string') return true;
+  if (typeof code !== 'string') return false;
+  return !code.startsWith('ERR_') || code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_');
 }
 
 /** The fields of one access-log line. A fixed, flat shape: no headers, so no Cookie or Authorization. */

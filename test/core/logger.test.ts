@@ -63,6 +63,38 @@ t.test("createLogger: keeps an error's code readable and still redacts a code fi
   t.notMatch(lines[0], 'OAUTH-CODE-9');
 });
 
+t.test('createLogger: logs a stack for programming errors and none for operational failures', async (t) => {
+  const { lines, stream } = capture();
+  const log = createLogger({ level: 'info', destination: stream });
+  const thrown = (f: () => unknown): unknown => {
+    try {
+      f();
+    } catch (e) {
+      return e;
+    }
+    throw new Error('expected a throw');
+  };
+  const operational = {
+    'a system error': thrown(() => readFileSync(join(tmpdir(), 'wegate-no-such-file-\u0001'))),
+    'an undici error': Object.assign(new Error('Headers Timeout Error'), { code: 'UND_ERR_HEADERS_TIMEOUT' }),
+    'a certificate check': Object.assign(new Error('certificate has expired'), { code: 'CERT_HAS_EXPIRED' }),
+    'an OpenSSL error': Object.assign(new Error('wrong version number'), { code: 'ERR_SSL_WRONG_VERSION_NUMBER' }),
+  };
+  const programming = {
+    'a TypeError': thrown(() => (null as unknown as { x: number }).x),
+    "Node's ERR_INVALID_ARG_TYPE": thrown(() => Buffer.from(5 as unknown as string)),
+  };
+  for (const [name, err] of [...Object.entries(operational), ...Object.entries(programming)]) log.warn({ err, case: name }, 'failed');
+  const byCase = new Map(
+    lines.map((l) => JSON.parse(l) as { case: string; err: { stack?: string; error_code?: string } }).map((l) => [l.case, l.err]),
+  );
+  t.equal(byCase.get('a system error')?.error_code, 'ENOENT', 'a real system error');
+  t.equal(byCase.get("Node's ERR_INVALID_ARG_TYPE")?.error_code, 'ERR_INVALID_ARG_TYPE', 'a real Node argument error');
+  for (const name of Object.keys(operational)) t.equal(byCase.get(name)?.stack, undefined, `${name}: no stack`);
+  for (const name of Object.keys(programming))
+    t.match(byCase.get(name)?.stack, /logger\.test\.ts/, `${name}: the stack points at the code`);
+});
+
 const accessFields = {
   req_id: 'abc-1',
   method: 'GET',

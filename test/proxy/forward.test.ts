@@ -269,6 +269,8 @@ t.test('proxy: answers 502 WG_UPSTREAM_UNREACHABLE with a request id and no caus
   const log = front.logs.lines().find((l) => l.msg === 'upstream request failed');
   t.equal(log?.req_id, body.request_id, 'cause logged with the request id');
   t.equal(log?.kind, 'refused');
+  t.match(JSON.stringify(log?.err), /"error_code":"ECONNREFUSED"/, 'the system error code is in the log');
+  t.notMatch(JSON.stringify(log?.err), /"stack"/, 'an operational failure is logged without a stack trace');
 });
 
 t.test('proxy: answers 502 WG_UPSTREAM_UNREACHABLE and counts kind dns when the upstream host name does not resolve', async (t) => {
@@ -299,6 +301,9 @@ t.test('proxy: answers 504 WG_UPSTREAM_TIMEOUT when the upstream sends no header
   t.equal(r.status, 504);
   t.equal((JSON.parse(r.body) as ErrorBody).error, 'WG_UPSTREAM_TIMEOUT');
   t.same(await upstreamErrors(front), { 'slow/timeout': 1 });
+  const log = front.logs.lines().find((l) => l.msg === 'upstream request failed');
+  t.match(JSON.stringify(log?.err), /"error_code":"UND_ERR_HEADERS_TIMEOUT"/, 'the timeout is logged with its code');
+  t.notMatch(JSON.stringify(log?.err), /"stack"/, 'and without a stack trace');
 });
 
 t.test('proxy: answers 504 WG_UPSTREAM_TIMEOUT when the upstream reads the whole request body and then never answers', async (t) => {
