@@ -6,7 +6,7 @@
 import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { type ListenAddress, normaliseHost, parseListenAddress, parseUpstream } from '../core/addresses.ts';
+import { hostProblem, type ListenAddress, normaliseHost, parseListenAddress, parseUpstream } from '../core/addresses.ts';
 import { parseTarget } from '../core/http.ts';
 import { type Config, ConfigSchema } from './schema.ts';
 import {
@@ -245,6 +245,11 @@ function checkRoutes(data: Obj, ctx: CheckContext): void {
     }
 
     const host = route['host'];
+    if (typeof host === 'string' && !ctx.failed(at('host'))) {
+      // The rules upstream hosts follow (an IPv4 address as a.b.c.d: a client never sends "127.1").
+      const problem = hostProblem(host.startsWith('*.') ? host.slice(2) : host);
+      if (problem) ctx.report(at('host'), `${problem}, got ${ctx.show(at('host'), host)}`);
+    }
     if ((host === undefined || typeof host === 'string') && path !== undefined && !ctx.failed(at('host')) && !ctx.failed(at('path'))) {
       const key = `${host === undefined ? '' : normaliseHost(host)} ${path}`;
       const first = pairs.get(key);

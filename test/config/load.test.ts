@@ -423,6 +423,24 @@ t.test('loadConfigText: reports each semantic problem when the schema alone cann
       msg: 'must use a port from 0 to 65535, got ":70000"',
     },
     {
+      name: 'route host as IPv4 shorthand',
+      yaml: route('  - { host: "10.1", upstream: "https://a" }\n'),
+      path: 'routes[1].host',
+      msg: 'must write an IPv4 address as four decimal numbers (a.b.c.d): the URL parser reads "10.1" as 10.0.0.1, got "10.1"',
+    },
+    {
+      name: 'listen on IPv4 shorthand',
+      yaml: 'listen: { http: "127.1:8080" }\nroutes: [{ upstream: "https://a" }]\n',
+      path: 'listen.http',
+      msg: 'must write an IPv4 address as four decimal numbers (a.b.c.d): the URL parser reads "127.1" as 127.0.0.1, got "127.1:8080"',
+    },
+    {
+      name: 'admin on the wildcard IPv6 port of the public listener',
+      yaml: 'listen: { http: "[::]:9000" }\nadmin: { listen: "127.0.0.1:9000" }\nroutes: [{ upstream: "https://a" }]\n',
+      path: 'admin.listen',
+      msg: 'must not use the same address and port as listen.http ("[::]:9000")',
+    },
+    {
       name: 'verify dir missing',
       yaml: route('verify_files: { dir: ./missing }\n'),
       path: 'verify_files.dir',
