@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { type FSWatcher, watch } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
+import { getCACertificates } from 'node:tls';
 import { Registry } from 'prom-client';
 import pkg from '../../package.json' with { type: 'json' };
 import { createGateway, type Gateway } from '../app.ts';
@@ -15,6 +16,7 @@ import { editorJsonSchema, formatProblems, loadConfigFile } from '../config/load
 import type { Config } from '../config/schema.ts';
 import { EXIT_CONFIG } from '../core/errors.ts';
 import { createLogDestination, createLogger, type Logger, redactText } from '../core/logger.ts';
+import { type CertFileToCheck, checkCertificateFiles } from '../server/tls-check.ts';
 import { parseCommand, USAGE } from './args.ts';
 
 const EXIT_OK = 0;
@@ -46,7 +48,10 @@ async function main(): Promise<number | undefined> {
         process.stderr.write(`${formatProblems(file, r.problems)}\n`);
         return EXIT_CONFIG;
       }
-      process.stdout.write(`${file}: configuration is valid (配置有效): ${r.config.routes.length} route(s)\n`);
+      const warnings = await certificateWarnings(r.config);
+      for (const w of warnings) process.stderr.write(`warning (警告): ${w}\n`);
+      const counted = warnings.length === 0 ? '' : `, ${warnings.length} warning(s) (警告)`;
+      process.stdout.write(`${file}: configuration is valid (配置有效): ${r.config.routes.length} route(s)${counted}\n`);
       return EXIT_OK;
     }
     case 'serve':
@@ -189,6 +194,20 @@ async function serve(file: string): Promise<number | undefined> {
     await flush(logger);
     return code;
   });
+}
+
+/** Certificate problems that do not make the config invalid (expiry, hosts, missing intermediate). */
+async function certificateWarnings(config: Config): Promise<string[]> {
+  const files: CertFileToCheck[] = [];
+  for (const [i, c] of (config.tls?.certs ?? []).entries()) {
+    try {
+      files.push({ at: `tls.certs[${i}].cert`, file: c.cert, pem: await readFile(c.cert) });
+    } catch {
+      // Checked readable a moment ago by the config load; gone meanwhile: nothing to warn about.
+    }
+  }
+  const hosts = [...new Set(config.routes.flatMap((r) => (r.host === undefined ? [] : [r.host])))];
+  return checkCertificateFiles(files, { hosts, now: Date.now(), roots: () => getCACertificates('default') });
 }
 
 async function hashFile(file: string): Promise<string | undefined> {

@@ -6,6 +6,7 @@
 import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { hostProblem, type ListenAddress, normaliseHost, parseListenAddress, parseUpstream } from '../core/addresses.ts';
 import { parseTarget } from '../core/http.ts';
 import { type Config, ConfigSchema } from './schema.ts';
 import {
@@ -87,29 +88,16 @@ export function editorJsonSchema(): object {
 
 // --- semantic checks ---------------------------------------------------------------------------
 
-interface Listen {
-  readonly host: string;
-  readonly port: number;
+interface Listen extends ListenAddress {
   readonly at: KeyPath;
   readonly text: string;
-}
-
-const WILDCARD_HOSTS = new Set(['', '0.0.0.0', '::', '[::]']);
-
-function parseListen(text: string, at: KeyPath): Listen | undefined {
-  const i = text.lastIndexOf(':');
-  if (i === -1) return undefined;
-  return { host: text.slice(0, i).toLowerCase(), port: Number(text.slice(i + 1)), at, text };
 }
 
 /** Two listeners clash when they share a port and an address (or one listens on every address). */
 function clash(a: Listen, b: Listen): boolean {
   if (a.port === 0 || b.port === 0 || a.port !== b.port) return false;
-  return a.host === b.host || WILDCARD_HOSTS.has(a.host) || WILDCARD_HOSTS.has(b.host);
+  return a.host === b.host || a.wildcard || b.wildcard;
 }
-
-/** Userinfo may hold a password: never print it. */
-const redactUserinfo = (url: string) => url.replace(/^([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^/?#]*@/, '$1***@');
 
 function checkConfig(data: unknown, ctx: CheckContext): void {
   if (!isObj(data)) return;
@@ -138,10 +126,9 @@ function checkListeners(data: Obj, ctx: CheckContext): void {
   const listeners: Listen[] = [];
   const add = (text: string | undefined, at: KeyPath) => {
     if (text === undefined) return;
-    const l = parseListen(text, at);
-    if (!l) return;
-    if (l.port > 65535) ctx.report(at, `must use a port from 0 to 65535, got ${ctx.show(at, text)}`);
-    else listeners.push(l);
+    const l = parseListenAddress(text);
+    if (!l.ok) ctx.report(at, `${l.reason}, got ${ctx.show(at, text)}`);
+    else listeners.push({ ...l.value, at, text });
   };
   add(http, ['listen', 'http']);
   add(https, ['listen', 'https']);
@@ -230,8 +217,9 @@ function checkRoutes(data: Obj, ctx: CheckContext): void {
 
     const upstream = str(route['upstream']);
     if (upstream !== undefined && !ctx.failed(at('upstream'))) {
-      const problem = upstreamProblem(upstream);
-      if (problem) ctx.report(at('upstream'), `${problem}, got ${JSON.stringify(redactUserinfo(upstream))}`);
+      const u = parseUpstream(upstream);
+      // Shown whole (secret query parameters and userinfo redacted): the reason may point at its end.
+      if (!u.ok) ctx.report(at('upstream'), `${u.reason}, got ${ctx.show(at('upstream'), upstream, Number.POSITIVE_INFINITY)}`);
     }
 
     const path = str(route['path']);
@@ -257,6 +245,11 @@ function checkRoutes(data: Obj, ctx: CheckContext): void {
     }
 
     const host = route['host'];
+    if (typeof host === 'string' && !ctx.failed(at('host'))) {
+      // The rules upstream hosts follow (an IPv4 address as a.b.c.d: a client never sends "127.1").
+      const problem = hostProblem(host.startsWith('*.') ? host.slice(2) : host);
+      if (problem) ctx.report(at('host'), `${problem}, got ${ctx.show(at('host'), host)}`);
+    }
     if ((host === undefined || typeof host === 'string') && path !== undefined && !ctx.failed(at('host')) && !ctx.failed(at('path'))) {
       const key = `${host === undefined ? '' : normaliseHost(host)} ${path}`;
       const first = pairs.get(key);
@@ -275,26 +268,6 @@ function where(ctx: CheckContext, at: KeyPath): string {
   const line = ctx.lineOf(at);
   return line === undefined ? formatKeyPath(at) : `${formatKeyPath(at)} (line ${line})`;
 }
-
-/** Why `value` is not a usable upstream origin, or undefined when it is. */
-function upstreamProblem(value: string): string | undefined {
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    return 'must be an absolute http(s) URL such as "https://hub.17wanxiao.com:8080"';
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') return 'must be an http:// or https:// URL';
-  if (url.hostname === '') return 'must name a host';
-  if (url.username !== '' || url.password !== '' || /^[A-Za-z]+:\/\/[^/?#]*@/.test(value)) {
-    return 'must not contain a user name or password (user:password@)';
-  }
-  if (value.includes('?')) return 'must not contain a query ("?…"); the client\'s query is forwarded';
-  if (value.includes('#')) return 'must not contain a fragment ("#…")';
-  return undefined;
-}
-
-const normaliseHost = (h: string) => h.toLowerCase().replace(/\.$/, '');
 
 /** Hosts compare case-insensitively and without the root dot: store them that way once. */
 function normaliseHosts(data: Obj, ctx: CheckContext): void {

@@ -2,13 +2,15 @@
  * The generic half of config loading, independent of wegate's keys: YAML with line numbers →
  * Ajv (allErrors, useDefaults) → file paths resolved and checked → caller's semantic checks, every
  * problem rewritten as one plain sentence with its key path and YAML line. Values of keys named in
- * SECRET_KEYS are never echoed, only their length.
+ * SECRET_KEYS are never echoed, only their length; secret query parameters and URL userinfo inside
+ * any other shown value are redacted (core/logger's redactValue, the access log's list of names).
  */
 import { accessSync, constants, statSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type { TSchema } from '@sinclair/typebox';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { type Document, isMap, isScalar, isSeq, LineCounter, parseDocument, visit, type Node as YamlNode } from 'yaml';
+import { redactValue } from '../core/logger.ts';
 import { SECRET_KEYS } from './schema.ts';
 
 /** One problem in a config file: key path ("routes[2].upstream"), YAML line, plain-sentence reason. */
@@ -144,7 +146,11 @@ export function showValue(at: KeyPath, value: unknown, maxLength = 80): string {
     return typeof value === 'string' ? `(value hidden, ${plural(value.length, 'character', 'characters')})` : '(value hidden)';
   }
   if (value === null || value === undefined) return 'nothing (the value is empty)';
-  if (typeof value === 'string') return JSON.stringify(value.length > maxLength ? `${value.slice(0, maxLength - 3)}...` : value);
+  if (typeof value === 'string') {
+    // Redacted before it is shortened, so a cut cannot leave part of a secret behind.
+    const v = redactValue(value);
+    return JSON.stringify(v.length > maxLength ? `${v.slice(0, maxLength - 3)}...` : v);
+  }
   if (typeof value === 'number' || typeof value === 'boolean') return String(value);
   if (Array.isArray(value)) return 'a list';
   return 'a mapping';
@@ -530,10 +536,13 @@ export function validateConfigText(text: string, file: string, schema: TSchema, 
   for (const p of raw) {
     const path = p.label ?? formatKeyPath(p.at);
     const line = p.line ?? (p.label === undefined ? locate(src, p.at) : undefined);
-    const key = `${path}\0${p.message}`;
+    // Every message once more: a check that quoted a value itself (JSON.stringify) must not leak
+    // a corpsecret=… or user:password@ into `wegate check` output or the reload error log.
+    const message = redactValue(p.message);
+    const key = `${path}\0${message}`;
     if (seen.has(key)) continue;
     seen.add(key);
-    problems.push(line === undefined ? { path, message: p.message } : { path, line, message: p.message });
+    problems.push(line === undefined ? { path, message } : { path, line, message });
   }
   // File order, then key path; problems without a line last.
   problems.sort(

@@ -26,6 +26,10 @@ export const SECRET_PARAM_NAMES = [
   'encodingaeskey',
   'echostr',
   'password',
+  'state',
+  'key',
+  'ticket',
+  'suite_ticket',
 ] as const;
 
 const CENSOR = '[REDACTED]';
@@ -42,6 +46,18 @@ export function redactText(text: string): string {
   if (out.includes('=')) out = out.replace(SECRET_PAIR_RE, `$1${CENSOR}`);
   if (out.includes('"')) out = out.replace(SECRET_JSON_RE, `$1"${CENSOR}"`);
   return out;
+}
+
+// scheme://user:password@ — the userinfo of a URL anywhere in the text.
+const USERINFO_RE = /\b([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^/?#\s"'@]*@/g;
+
+/**
+ * `redactText` plus the userinfo of any URL in the text: for values shown off the hot path (config
+ * problems, `wegate check`, reload errors). The access log needs only `redactText` (its URL is a path).
+ */
+export function redactValue(text: string): string {
+  const out = redactText(text);
+  return out.includes('@') ? out.replace(USERINFO_RE, '$1[REDACTED]@') : out;
 }
 
 const REDACT_PATHS = [

@@ -6,6 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { RouteConfig } from '../config/schema.ts';
+import { isIpLiteral, normaliseHost, parseUpstream, type Upstream } from '../core/addresses.ts';
 import { pathHasPrefix } from '../core/http.ts';
 
 /** How a route names its host; lower is more specific. */
@@ -13,21 +14,7 @@ export const HOST_EXACT = 0;
 export const HOST_WILDCARD = 1;
 export const HOST_ANY = 2;
 
-/** The upstream of a route, parsed once. */
-export interface Upstream {
-  /** "https://hub.example:8080" (default port omitted): the undici pool origin, also logged as ctx.upstream. */
-  readonly origin: string;
-  readonly secure: boolean;
-  /** Host name or IP without brackets, lower-case. */
-  readonly hostname: string;
-  readonly port: number;
-  /** Host header sent upstream: host[:port unless default]. */
-  readonly hostHeader: string;
-  /** Base path without trailing slash ("" when none). */
-  readonly basePath: string;
-  /** "scheme://host:port" with the port always explicit, lower-case: the key origins are compared by. */
-  readonly key: string;
-}
+export type { Upstream } from '../core/addresses.ts';
 
 /** A route ready for the hot path. This object is the MatchedRoute handed to web()/upgrade(). */
 export interface CompiledRoute {
@@ -68,45 +55,17 @@ export function defaultRouteName(config: Pick<RouteConfig, 'host' | 'path'>): st
   return raw.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 64) || 'route';
 }
 
-function parseUpstream(value: string, where: string): Upstream {
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    throw new Error(`${where}: upstream ${JSON.stringify(value)} is not a valid URL`);
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`${where}: upstream must be http:// or https://`);
-  if (url.username || url.password) throw new Error(`${where}: upstream must not contain credentials`);
-  if (url.search || url.hash) throw new Error(`${where}: upstream must not contain a query or fragment`);
-  const secure = url.protocol === 'https:';
-  const port = url.port ? Number(url.port) : secure ? 443 : 80;
-  const hostname = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
-  let basePath = url.pathname;
-  while (basePath.endsWith('/')) basePath = basePath.slice(0, -1);
-  return {
-    origin: url.origin,
-    secure,
-    hostname,
-    port,
-    hostHeader: url.host,
-    basePath,
-    key: `${url.protocol}//${url.hostname}:${port}`,
-  };
-}
-
-function isIp(host: string): boolean {
-  return /^[0-9.]+$/.test(host) || host.includes(':');
-}
-
 /** Compile one route; throws an Error naming the route when it cannot be used (bad upstream, unreadable CA file). */
 export function compileRoute(config: RouteConfig, index: number, name: string): CompiledRoute {
   const where = `route ${JSON.stringify(name)}`;
-  const upstream = parseUpstream(config.upstream, where);
+  const parsed = parseUpstream(config.upstream);
+  // The reason only, not the URL: it can carry a secret the config check would have redacted.
+  if (!parsed.ok) throw new Error(`${where}: upstream ${parsed.reason}`);
+  const upstream = parsed.value;
   let host: string | undefined;
   let hostKind: CompiledRoute['hostKind'] = HOST_ANY;
   if (config.host !== undefined) {
-    let h = config.host.toLowerCase();
-    if (h.endsWith('.')) h = h.slice(0, -1);
+    const h = normaliseHost(config.host);
     if (h.startsWith('*.')) {
       hostKind = HOST_WILDCARD;
       host = h.slice(2);
@@ -141,7 +100,7 @@ export function compileRoute(config: RouteConfig, index: number, name: string): 
     strip,
     upstream,
     ca,
-    servername: serverName ?? (isIp(upstream.hostname) ? null : upstream.hostname),
+    servername: serverName ?? (isIpLiteral(upstream.hostname) ? null : upstream.hostname),
     remapsPath: strip || upstream.basePath !== '',
     preserveHost: config.preserve_host === true,
     websocket: config.websocket !== false,

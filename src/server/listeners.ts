@@ -7,6 +7,7 @@ import type { Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { SecureContextOptions } from 'node:tls';
+import { parseListenAddress } from '../core/addresses.ts';
 import type { LiveList } from '../core/live-list.ts';
 import { createServer as createHttpServer } from '../core/node-http.ts';
 import type { Pipeline } from './pipeline.ts';
@@ -84,20 +85,11 @@ export function createPublicServer(opts: PublicServerOptions): Server {
   return server;
 }
 
-/** "host:port", ":port" (all interfaces) or "[v6]:port" → listen options. */
-export function parseListenAddress(address: string): { host: string | undefined; port: number } {
-  const colon = address.lastIndexOf(':');
-  if (colon === -1) throw new Error(`listen address ${JSON.stringify(address)} has no port`);
-  let host = address.slice(0, colon);
-  const port = Number(address.slice(colon + 1));
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`listen address ${JSON.stringify(address)}: bad port`);
-  if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1);
-  return { host: host === '' ? undefined : host, port };
-}
-
 /** Bind `server` to `address`; rejects with a readable message on EADDRINUSE/EACCES. */
 export function listenOn(server: Server, address: string, what: string): Promise<AddressInfo> {
-  const { host, port } = parseListenAddress(address);
+  const parsed = parseListenAddress(address);
+  if (!parsed.ok) return Promise.reject(new Error(`cannot listen on ${JSON.stringify(address)} for ${what}: it ${parsed.reason}`));
+  const { host, port } = parsed.value;
   return new Promise((resolve, reject) => {
     const onError = (e: NodeJS.ErrnoException) => {
       const hint =

@@ -10,6 +10,7 @@ import { type FSWatcher, watch } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { createSecureContext, type SecureContext, type SecureContextOptions } from 'node:tls';
+import { normaliseHost } from '../core/addresses.ts';
 import type { Logger } from '../core/logger.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 
@@ -133,8 +134,7 @@ export async function createCertStore(deps: CertStoreDeps): Promise<CertStore> {
   let again = false;
 
   const select = (servername: string): SecureContext => {
-    let name = servername.toLowerCase();
-    if (name.endsWith('.')) name = name.slice(0, -1);
+    const name = normaliseHost(servername);
     const hit = table.exact.get(name);
     if (hit) return hit;
     const dot = name.indexOf('.');

@@ -18,6 +18,7 @@
 import { constants, type FSWatcher, watch } from 'node:fs';
 import { type FileHandle, lstat, open, readdir, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { normaliseHost } from '../core/addresses.ts';
 import type { Logger } from '../core/logger.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 
@@ -332,23 +333,18 @@ function sameFiles(a: FileMap, b: FileMap): boolean {
   return true;
 }
 
-function normHost(h: string): string {
-  const l = h.toLowerCase();
-  return l.endsWith('.') ? l.slice(0, -1) : l;
-}
-
 /** Host filter: empty list = every host; "*.x" matches exactly one extra label (a.x, not x or a.b.x). */
 function hostMatcher(hosts: readonly string[]): (host: string) => boolean {
   if (hosts.length === 0) return () => true;
   const exact = new Set<string>();
   const suffixes: string[] = [];
   for (const h of hosts) {
-    const n = normHost(h);
+    const n = normaliseHost(h);
     if (n.startsWith('*.')) suffixes.push(n.slice(1));
     else exact.add(n);
   }
   return (host) => {
-    const h = normHost(host);
+    const h = normaliseHost(host);
     if (exact.has(h)) return true;
     for (const s of suffixes) {
       if (h.length > s.length && h.endsWith(s) && !h.slice(0, h.length - s.length).includes('.')) return true;

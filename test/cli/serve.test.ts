@@ -303,3 +303,28 @@ t.test('wegate serve: SIGTERM drains an in-flight request, closes an open WebSoc
   t.pass('WebSocket closed by the drain deadline');
   t.equal(await gw.exit, 0, 'exit 0');
 });
+
+t.test('wegate serve: logs no secret when a reloaded config with corpsecret or a password in an upstream is invalid', async (t) => {
+  const a = await upstream(t, 'A');
+  const dir = await tmp(t);
+  const file = join(dir, 'wegate.yaml');
+  await writeFile(file, configYaml(a.url));
+  const gw = await serve(t, file);
+  await writeFile(
+    file,
+    `${configYaml(a.url)}  - { path: /wx, upstream: "https://qyapi.weixin.qq.com/cgi-bin/gettoken?corpid=ww1&corpsecret=RELOAD-SECRET-1" }\n` +
+      '  - { path: /pw, upstream: "http://admin:RELOAD-PASSWORD-2@10.0.0.1:8080/" }\n',
+  );
+  gw.proc.kill('SIGHUP');
+  await waitFor('invalid reload to be logged', () => gw.lines.some((l) => String(l.msg).includes('new configuration is invalid')));
+  const line = gw.lines.find((l) => String(l.msg).includes('new configuration is invalid'));
+  t.match(line?.problems, [
+    /routes\[1\]\.upstream \(line \d+\): must not contain a query.*corpsecret=\[REDACTED\]/,
+    /routes\[2\]\.upstream .*credentials.*\[REDACTED\]@/,
+  ]);
+  const all = JSON.stringify(gw.lines);
+  for (const secret of ['RELOAD-SECRET-1', 'RELOAD-PASSWORD-2']) t.notMatch(all, secret, `${secret} not logged`);
+  t.equal((await get(gw.http, '/still')).body, 'A:/still', 'old config still serving');
+  gw.proc.kill('SIGTERM');
+  t.equal(await gw.exit, 0, 'clean exit');
+});

@@ -324,7 +324,7 @@ t.test('loadConfigText: reports each semantic problem when the schema alone cann
       name: 'upstream unparsable',
       yaml: route('  - { path: /p, upstream: "https://exa mple.com" }\n'),
       path: 'routes[1].upstream',
-      msg: 'must be an absolute http(s) URL',
+      msg: 'must not contain spaces or control characters, got "https://exa mple.com"',
     },
     {
       name: 'upstream fragment',
@@ -342,7 +342,7 @@ t.test('loadConfigText: reports each semantic problem when the schema alone cann
       name: 'upstream userinfo',
       yaml: route('  - { path: /u, upstream: "https://u:hunter2@a/" }\n'),
       path: 'routes[1].upstream',
-      msg: 'got "https://***@a/"',
+      msg: 'must not contain credentials (user:password@), got "https://[REDACTED]@a/"',
     },
     {
       name: 'duplicate name',
@@ -421,6 +421,24 @@ t.test('loadConfigText: reports each semantic problem when the schema alone cann
       yaml: 'listen: { http: ":70000" }\nroutes: [{ upstream: "https://a" }]\n',
       path: 'listen.http',
       msg: 'must use a port from 0 to 65535, got ":70000"',
+    },
+    {
+      name: 'route host as IPv4 shorthand',
+      yaml: route('  - { host: "10.1", upstream: "https://a" }\n'),
+      path: 'routes[1].host',
+      msg: 'must write an IPv4 address as four decimal numbers (a.b.c.d): the URL parser reads "10.1" as 10.0.0.1, got "10.1"',
+    },
+    {
+      name: 'listen on IPv4 shorthand',
+      yaml: 'listen: { http: "127.1:8080" }\nroutes: [{ upstream: "https://a" }]\n',
+      path: 'listen.http',
+      msg: 'must write an IPv4 address as four decimal numbers (a.b.c.d): the URL parser reads "127.1" as 127.0.0.1, got "127.1:8080"',
+    },
+    {
+      name: 'admin on the wildcard IPv6 port of the public listener',
+      yaml: 'listen: { http: "[::]:9000" }\nadmin: { listen: "127.0.0.1:9000" }\nroutes: [{ upstream: "https://a" }]\n',
+      path: 'admin.listen',
+      msg: 'must not use the same address and port as listen.http ("[::]:9000")',
     },
     {
       name: 'verify dir missing',
@@ -657,4 +675,63 @@ t.test('loadConfigFile: reports an unreadable file as a problem when the file is
   });
   const isDir = problems(t, await loadConfigFile(dir));
   t.equal(isDir[0]?.message, 'cannot read the configuration file: is a directory');
+});
+
+t.test('loadConfigText: refuses an upstream with the reason when the URL parser would silently change it', async (t) => {
+  const cases: [name: string, upstream: string, reason: string][] = [
+    ['port 0', 'http://hub.example:0', 'must not use port 0'],
+    ['empty authority (WHATWG takes "h" as the host)', 'http:///h', 'must name a host right after "http://"'],
+    ['one slash (the schema pattern says it)', 'http:/hub.example', 'must be an absolute http(s) URL'],
+    ['backslash', 'http://hub.example\\\\admin', 'must not contain a backslash'],
+    ['dot-dot in the base path', 'http://hub.example/app/../admin', 'must not have "." or ".." segments in its base path'],
+    ['dot in the base path', 'http://hub.example/./app', 'must not have "." or ".." segments'],
+    ['encoded dot-dot in the base path', 'http://hub.example/app/%2E%2e/admin', 'the segment "%2E%2e"'],
+    ['dot-dot with a path parameter', 'http://hub.example/app/..;x/admin', 'the segment "..;x"'],
+    ['IPv4 shorthand', 'http://127.1:8080', 'the URL parser reads "127.1" as 127.0.0.1'],
+    ['hex IPv4', 'http://0x7f.1', 'reads "0x7f.1" as 127.0.0.1'],
+    ['decimal IPv4', 'http://2130706433/', 'reads "2130706433" as 127.0.0.1'],
+    ['octal-looking IPv4', 'http://010.0.0.1', 'reads "010.0.0.1" as 8.0.0.1'],
+    ['userinfo', 'http://user@hub.example', 'must not contain credentials'],
+    ['query', 'http://hub.example/?a=1', 'must not contain a query'],
+    ['fragment', 'http://hub.example/#a', 'must not contain a fragment'],
+    ['tab', 'http://hub.exa\\tmple', 'must not contain spaces or control characters'],
+    ['trailing space', 'http://hub.example ', 'must not contain spaces or control characters'],
+    ['percent-encoded host', 'http://hub%2Eexample', '("%" is not one)'],
+    ['empty port', 'http://hub.example:/', 'must have a port number from 1 to 65535 after ":"'],
+    ['port too large', 'http://hub.example:65536', 'must use a port from 1 to 65535'],
+    ['uncompressed IPv6', 'http://[0:0:0:0:0:0:0:1]:8080', 'must be written the way the URL parser reads it, "http://[::1]:8080/"'],
+  ];
+  for (const [name, upstream, reason] of cases) {
+    const yaml = `listen: { http: ":8080" }\nroutes:\n  - upstream: "${upstream}"\n`;
+    const got = problems(t, loadConfigText(yaml, 'x.yaml'));
+    t.equal(got.length, 1, `${name}: one problem, got ${JSON.stringify(got)}`);
+    t.equal(got[0]?.path, 'routes[0].upstream', `${name}: path`);
+    t.equal(got[0]?.line, 3, `${name}: line`);
+    t.ok(got[0]?.message.includes(reason), `${name}: ${got[0]?.message}`);
+  }
+  const fine = ['https://hub.17wanxiao.com:8080', 'http://127.0.0.1:8080/base/', 'https://[::1]:9443', 'http://Hub.Example/a;v=1/b%20c'];
+  for (const upstream of fine) ok(t, loadConfigText(`listen: { http: ":8080" }\nroutes:\n  - upstream: "${upstream}"\n`, 'x.yaml'));
+});
+
+t.test('loadConfigText: redacts secret query parameters and userinfo in every shown value when a value carries them', async (t) => {
+  const yaml = [
+    'listen: { http: ":8080" }',
+    'routes:',
+    '  - upstream: "https://qyapi.weixin.qq.com/cgi-bin/gettoken?corpid=ww1&corpsecret=CORPSECRET1"',
+    '  - { path: /b, upstream: "https://admin:PASSWORD2@hub.example/" }',
+    '  - { path: /c, upstream: "ftp://h/?access_token=TOKEN3" }',
+    '  - { path: /d, upstream: "https://h:0/x?code=CODE4&state=STATE5&key=KEY6" }',
+  ].join('\n');
+  const got = problems(t, loadConfigText(`${yaml}\n`, 'x.yaml'));
+  t.equal(got.length, 4, JSON.stringify(got));
+  const text = formatProblems('x.yaml', got);
+  for (const secret of ['CORPSECRET1', 'PASSWORD2', 'TOKEN3', 'CODE4', 'STATE5', 'KEY6']) t.notMatch(text, secret, `${secret} not shown`);
+  t.match(text, 'corpsecret=[REDACTED]', 'the parameter name is still shown');
+  t.match(text, 'https://[REDACTED]@hub.example/');
+  t.match(text, 'corpid=ww1', 'other parameters are shown');
+  // A value long enough to be shortened is redacted first: no secret prefix left at the cut.
+  const long = `https://h/${'a'.repeat(60)}?corpsecret=${'S'.repeat(40)}`;
+  const cut = problems(t, loadConfigText(`listen: { http: ":8080" }\nroutes:\n  - upstream: "${long}"\n    max_body_bytes: "${long}"\n`, 'x.yaml'));
+  t.equal(cut.length, 2, JSON.stringify(cut));
+  for (const p of cut) t.notMatch(p.message, 'SSS', `${p.path}: no part of the secret`);
 });

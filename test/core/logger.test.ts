@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import t, { type Test } from 'tap';
-import { type AccessLine, createAccessLog, createLogDestination, createLogger, redactText } from '../../src/core/logger.ts';
+import { type AccessLine, createAccessLog, createLogDestination, createLogger, redactText, redactValue } from '../../src/core/logger.ts';
 
 function capture() {
   const lines: string[] = [];
@@ -24,6 +24,9 @@ t.test('redactText: hides secret query parameters and JSON fields when they appe
     ['upper-case name', '/x?ACCESS_TOKEN=TOPSECRET', 'TOPSECRET'],
     ['JSON body', '{"access_token":"tok-777","expires_in":7200}', 'tok-777'],
     ['form body', 'secret=hunter2&name=x', 'hunter2'],
+    ['OAuth state', '/wecom/oauth/callback?state=ST4T3VALUE&x=1', 'ST4T3VALUE'],
+    ['API key', 'https://vendor.example/api?key=K3YVALUE', 'K3YVALUE'],
+    ['suite_ticket', 'suite_ticket=T1CKETVALUE', 'T1CKETVALUE'],
   ];
   for (const [name, input, secret] of cases) {
     const out = redactText(input);
@@ -31,6 +34,19 @@ t.test('redactText: hides secret query parameters and JSON fields when they appe
     t.match(out, '[REDACTED]', `${name}: marker present`);
   }
   t.equal(redactText('/api/user?id=7&codec=h264'), '/api/user?id=7&codec=h264', 'lookalike names untouched');
+  t.equal(redactText('/api?monkey=1&keyboard=2'), '/api?monkey=1&keyboard=2', 'names containing "key" untouched');
+});
+
+t.test('redactValue: hides URL userinfo and secret parameters when a shown value carries them', async (t) => {
+  const cases: [name: string, input: string, expected: string][] = [
+    ['userinfo', 'https://u:hunter2@hub.example/x', 'https://[REDACTED]@hub.example/x'],
+    ['userinfo in a sentence', 'got "http://admin:pw@10.0.0.1:8080"', 'got "http://[REDACTED]@10.0.0.1:8080"'],
+    ['query secret', 'https://hub.example/?corpsecret=S3CR3T&corpid=ww1', 'https://hub.example/?corpsecret=[REDACTED]&corpid=ww1'],
+    ['both', 'http://a:b@h/?token=T', 'http://[REDACTED]@h/?token=[REDACTED]'],
+    ['an @ in a path is no userinfo', 'https://h/users/@me', 'https://h/users/@me'],
+    ['plain text untouched', 'mail admin@school.edu.cn', 'mail admin@school.edu.cn'],
+  ];
+  for (const [name, input, expected] of cases) t.equal(redactValue(input), expected, name);
 });
 
 t.test('createLogger: redacts secrets in fields, headers and messages when logging', async (t) => {
@@ -149,14 +165,15 @@ t.test('createAccessLog: writes one pino-shaped JSON line per request when the l
 t.test('createAccessLog: redacts secret query parameters and escapes hostile text when the URL carries them', async (t) => {
   const { lines, stream } = capture();
   const log = createAccessLog(createLogger({ level: 'info', destination: stream }));
-  log.write({ ...accessFields, url: '/cb?code=OAUTH-CODE-1&state=s&access_token=TOKEN-2' });
+  log.write({ ...accessFields, url: '/cb?code=OAUTH-CODE-1&state=STATE-3&access_token=TOKEN-2&page=2' });
   log.write({ ...accessFields, url: '/a"b\\c\u0001\n", "status": 1', method: 'G"ET' });
   log.flush();
   t.equal(lines.length, 2, 'a newline in the URL does not split the line');
   const [a, b] = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
   t.notMatch(lines[0], 'OAUTH-CODE-1');
   t.notMatch(lines[0], 'TOKEN-2');
-  t.match(a?.url, /state=s/);
+  t.notMatch(lines[0], 'STATE-3');
+  t.match(a?.url, /&page=2$/, 'other parameters kept');
   t.equal(b?.url, '/a"b\\c\u0001\n", "status": 1', 'URL kept verbatim inside one JSON string');
   t.equal(b?.status, 200, 'no field injected');
   t.equal(b?.method, 'G"ET');

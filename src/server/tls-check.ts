@@ -1,0 +1,118 @@
+/**
+ * Certificate warnings for `wegate check` (and the start-up log): problems that do not make a
+ * config invalid but break clients — a certificate that is expired or about to be, one that covers
+ * none of the route hosts, and a file that holds only the leaf (cert.pem instead of fullchain.pem:
+ * desktop browsers fetch the missing intermediate themselves, WeChat's in-app browser on Android
+ * does not and fails). Pure: files, clock and trusted roots are handed in.
+ */
+import { X509Certificate } from 'node:crypto';
+import { isIpLiteral } from '../core/addresses.ts';
+import { certificateNames } from './tls.ts';
+
+/** Warn this many days before a certificate expires (Let's Encrypt renews at 30 days left). */
+export const EXPIRY_WARNING_DAYS = 14;
+
+const DAY_MS = 86_400_000;
+
+export interface CertFileToCheck {
+  /** Config key path, "tls.certs[0].cert". */
+  readonly at: string;
+  readonly file: string;
+  /** The file's content (PEM, leaf first). */
+  readonly pem: string | Buffer;
+}
+
+export interface CertCheckOptions {
+  /** Route hosts as configured (normalised; "*.x" for wildcards). Routes without a host are left out. */
+  readonly hosts: readonly string[];
+  readonly now: number;
+  /** PEM root certificates a client may know (tls.getCACertificates('default')); parsed only when needed. */
+  readonly roots: () => readonly string[];
+}
+
+const PEM_RE = /-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g;
+
+const when = (d: Date) => `${d.toISOString().slice(0, 16).replace('T', ' ')} UTC`;
+
+/** Does a certificate with these names serve some host of the wildcard route `*.suffix`? */
+function coversWildcard(names: readonly string[], suffix: string): boolean {
+  return names.some((n) => {
+    if (n === `*.${suffix}`) return true;
+    if (!n.endsWith(`.${suffix}`)) return false;
+    const label = n.slice(0, -suffix.length - 1);
+    return label !== '' && !label.includes('.') && label !== '*';
+  });
+}
+
+function covers(x509: X509Certificate, names: readonly string[], host: string): boolean {
+  if (host.startsWith('*.')) return coversWildcard(names, host.slice(2));
+  return isIpLiteral(host) ? x509.checkIP(host) !== undefined : x509.checkHost(host) !== undefined;
+}
+
+/** Issued by `issuer`: names and key identifiers agree and the signature verifies. */
+const issuedBy = (cert: X509Certificate, issuer: X509Certificate) => cert.checkIssued(issuer) && cert.verify(issuer.publicKey);
+
+/** One line per problem found, each in English and 简体中文, prefixed with the key path and file. */
+export function checkCertificateFiles(files: readonly CertFileToCheck[], opts: CertCheckOptions): string[] {
+  const out: string[] = [];
+  let roots: X509Certificate[] | undefined;
+  const trustedIssuer = (leaf: X509Certificate) => {
+    roots ??= opts.roots().flatMap((pem) => {
+      try {
+        return [new X509Certificate(pem)];
+      } catch {
+        return [];
+      }
+    });
+    return roots.some((r) => r.subject === leaf.issuer && issuedBy(leaf, r));
+  };
+
+  for (const f of files) {
+    const chain: X509Certificate[] = [];
+    for (const pem of String(f.pem).match(PEM_RE) ?? []) {
+      try {
+        chain.push(new X509Certificate(pem));
+      } catch {
+        // Config loading already refused a file whose first certificate does not parse.
+      }
+    }
+    const leaf = chain[0];
+    if (leaf === undefined) continue;
+    const names = certificateNames(leaf);
+    const what = `the certificate for ${names.slice(0, 3).join(', ') || leaf.subject.replace(/\n/g, ', ')}${names.length > 3 ? ', …' : ''}`;
+    const warn = (en: string, zh: string) => out.push(`${f.at} (${JSON.stringify(f.file)}): ${en} (${zh})`);
+
+    const notAfter = leaf.validToDate.getTime();
+    const notBefore = leaf.validFromDate.getTime();
+    if (notAfter <= opts.now) {
+      warn(`${what} expired on ${when(leaf.validToDate)}; renew it`, `证书已于 ${when(leaf.validToDate)} 过期，请续期`);
+    } else if (notAfter - opts.now < EXPIRY_WARNING_DAYS * DAY_MS) {
+      const days = Math.ceil((notAfter - opts.now) / DAY_MS);
+      warn(
+        `${what} expires in ${days} ${days === 1 ? 'day' : 'days'}, on ${when(leaf.validToDate)}; renew it`,
+        `证书将在 ${days} 天后（${when(leaf.validToDate)}）过期，请续期`,
+      );
+    }
+    if (notBefore > opts.now) {
+      warn(`${what} is not valid before ${when(leaf.validFromDate)}`, `证书在 ${when(leaf.validFromDate)} 之前尚未生效`);
+    }
+
+    if (opts.hosts.length > 0 && !opts.hosts.some((h) => covers(leaf, names, h))) {
+      const shown = opts.hosts.slice(0, 5).join(', ') + (opts.hosts.length > 5 ? ', …' : '');
+      warn(
+        `${what} covers none of the route hosts (${shown}): clients connecting to them will refuse it`,
+        `证书不包含任何路由域名，客户端会拒绝连接`,
+      );
+    }
+
+    const selfSigned = leaf.subject === leaf.issuer && issuedBy(leaf, leaf);
+    if (!selfSigned && !chain.slice(1).some((c) => issuedBy(leaf, c)) && !trustedIssuer(leaf)) {
+      warn(
+        `${what} is not followed by the intermediate certificate that issued it (${leaf.issuer.replace(/\n/g, ', ')}): ` +
+          "use the full chain (fullchain.pem, not cert.pem), or WeChat's in-app browser on Android cannot connect",
+        '缺少中间证书：请使用完整证书链 fullchain.pem（而不是 cert.pem），否则安卓微信内置浏览器无法打开',
+      );
+    }
+  }
+  return out;
+}
