@@ -277,7 +277,12 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     const bytesBefore = tracked.bytesWritten ?? 0;
     socket.once('close', () => {
       deps.release(site);
-      const status = ctx.errorCode ? ERRORS[ctx.errorCode].status : ctx.route === 'redirect' ? 301 : 101;
+      // The upstream's answer (101 or a relayed refusal); 499 when the client left before it came.
+      const status = ctx.errorCode
+        ? ERRORS[ctx.errorCode].status
+        : ctx.route === 'redirect'
+          ? 301
+          : (site.proxy.upgradeStatus(socket) ?? 499);
       logLine(site, req, ctx, status, (tracked.bytesWritten ?? 0) - bytesBefore, true);
     });
     const answer = (code: ErrorCode) => {
