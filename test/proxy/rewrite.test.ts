@@ -2,6 +2,7 @@ import t from 'tap';
 import type { RequestContext } from '../../src/core/http.ts';
 import { rewriteRefresh, rewriteSetCookie, rewriteUrl } from '../../src/proxy/rewrite.ts';
 import { buildRouteTable, type CompiledRoute } from '../../src/proxy/routes.ts';
+import { ADMIN, LOOPBACK, makeConfig, send, startGateway, startUpstream as startGatewayUpstream } from '../helpers/gateway.ts';
 import { CA_FILE, request, route, startFront, startTlsUpstream, startUpstream } from './helpers.ts';
 
 const table = buildRouteTable([
@@ -334,5 +335,72 @@ t.test(
       ['sid=abc; Domain=localhost; Path=/; HttpOnly', 'pref=1'],
       'rewrite.cookies: false still drops gateway cookies',
     );
+  },
+);
+
+t.test(
+  'gateway: keeps redirects and cookies on the mount when upstreams behind strip_prefix routes answer with relative, cross-upstream or browser-equivalent URLs',
+  async (t) => {
+    let aPort = 0;
+    let bPort = 0;
+    const a = await startGatewayUpstream(t, 'A', (req, res) => {
+      const to: Record<string, string> = {
+        '/go-login': '/login',
+        '/go-b': `http://127.0.0.1:${bPort}/login`,
+        '/go-hidden': `/\\127.0.0.1:${bPort}/x`,
+        '/go-back': `http:\\\\127.0.0.1:${aPort}\\y`,
+        '/go-tab': `/\t/127.0.0.1:${aPort}/t`,
+        '/go-evil': '/\\evil.test/x',
+      };
+      const h: Record<string, string | string[]> = { 'content-length': '0' };
+      const location = to[req.url ?? ''];
+      if (location !== undefined) h.location = location;
+      if (req.url === '/go-login') {
+        h['content-location'] = '/doc';
+        h.refresh = `0; url='http://127.0.0.1:${aPort}/q`;
+        h['set-cookie'] = ['sid=1; Path=/; HttpOnly', '__Host-h=1; Path=/; Secure', '__Secure-s=1; Path=/; Secure'];
+      }
+      res.writeHead(location === undefined ? 200 : 302, h);
+      res.end();
+    });
+    const b = await startGatewayUpstream(t, 'B', (_req, res) => {
+      res.writeHead(302, { location: `http://127.0.0.1:${aPort}/z`, 'content-length': '0' });
+      res.end();
+    });
+    aPort = a.port;
+    bPort = b.port;
+    const s = await startGateway(
+      t,
+      makeConfig({
+        listen: LOOPBACK,
+        admin: ADMIN,
+        routes: [
+          { name: 'api2-host', host: 'api2.school.test', upstream: b.url },
+          { name: 'api1', host: 'school.test', path: '/api1/', strip_prefix: true, upstream: a.url },
+          { name: 'api2', host: 'school.test', path: '/api2/', strip_prefix: true, upstream: b.url },
+        ],
+      }),
+    );
+    const get = (path: string, host = 'school.test') => send(s.httpPort, host, { path });
+
+    const login = await get('/api1/go-login');
+    t.equal(login.status, 302);
+    t.equal(login.headers.location, '/api1/login', 'relative Location mapped back through the mount');
+    t.equal(login.headers['content-location'], '/api1/doc');
+    t.equal(login.headers.refresh, "0; url='http://school.test/api1/q", 'Refresh with an unclosed quote');
+    t.same(
+      login.headers['set-cookie'],
+      ['sid=1; Path=/api1/; HttpOnly', '__Host-h=1; Path=/; Secure', '__Secure-s=1; Path=/api1/; Secure'],
+      'cookie paths mapped, __Host- keeps Path=/',
+    );
+    const cases: [path: string, host: string, expected: string][] = [
+      ['/api1/go-b', 'school.test', 'http://school.test/api2/login'],
+      ['/api1/go-hidden', 'school.test', 'http://school.test/api2/x'],
+      ['/api1/go-back', 'school.test', 'http://school.test/api1/y'],
+      ['/api1/go-tab', 'school.test', 'http://school.test/api1/t'],
+      ['/api1/go-evil', 'school.test', '/\\evil.test/x'],
+      ['/to-a', 'api2.school.test', 'http://school.test/api1/z'],
+    ];
+    for (const [path, host, expected] of cases) t.equal((await get(path, host)).headers.location, expected, `${host}${path}`);
   },
 );
