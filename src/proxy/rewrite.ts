@@ -17,7 +17,21 @@ const SCHEME = /^([A-Za-z][A-Za-z0-9+.-]*):/;
 /** What the WHATWG parser removes before parsing: leading/trailing C0 controls and spaces, and every tab, LF and CR. */
 const STRIPPED = /[\x00-\x20]/;
 const TAB_OR_NEWLINE = /[\t\n\r]/g;
-const ODD_IN_PATH = /[\\\t\n\r]/;
+/** Anything that makes a browser read a URL otherwise than literally: backslash, control character or space, a dot-segment. */
+const UNUSUAL = /[\x00-\x20\\]|\/\.|%2e/i;
+/** "http(s)://" + a host that is a plain DNS name or IPv4 address (no userinfo, brackets, % or trailing dot) + port. */
+const PLAIN_ABSOLUTE = /^(https?):\/\/([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)(?::([0-9]{0,5}))?(?=[/?#]|$)/i;
+const DOTTED_QUAD = /^(?:(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])$/;
+
+/**
+ * Is this host (PLAIN_ABSOLUTE's) what the URL parser would make of it, lower-cased? Not when its
+ * last label is numeric (WHATWG "ends in a number": `127.1`, `0x7f.1`, `2130706433` are IPv4
+ * shorthands) unless it is a canonical dotted quad.
+ */
+function plainHost(host: string): boolean {
+  const last = host.slice(host.lastIndexOf('.') + 1);
+  return !/^(?:[0-9]+|0x[0-9a-f]*)$/i.test(last) || DOTTED_QUAD.test(host);
+}
 
 /** Two slashes of either kind: an authority follows (browsers treat "\\" like "/" in http(s) URLs). */
 function startsWithTwoSlashes(s: string): boolean {
@@ -92,12 +106,38 @@ function mapUpstream(
  * path (`/api1/login`) and stays relative when it stays on the request's origin.
  */
 export function rewriteUrl(value: string, route: CompiledRoute, table: RouteTable, ctx: RequestContext): string | undefined {
-  // Fast path: a plain path-absolute URL on a route that forwards paths unchanged means the same in public.
-  // (A backslash, tab or newline anywhere can make it scheme-relative for a browser: `/\t/host`.)
-  if (value.charCodeAt(0) === 0x2f && !route.remapsPath && value.charCodeAt(1) !== 0x2f && !ODD_IN_PATH.test(value)) return undefined;
+  const reqScheme = ctx.secure ? 'https' : 'http';
+  // Fast paths (no URL object, ~1-2 µs less per redirect) for values a browser reads literally: no
+  // backslash, control character, space or dot-segment anywhere. (A backslash, tab or newline can
+  // make a path scheme-relative for a browser: `/\t/host`.)
+  if (!UNUSUAL.test(value)) {
+    if (value.charCodeAt(0) === 0x2f && value.charCodeAt(1) !== 0x2f) {
+      // A path on this route's upstream: the same in public unless the route remaps paths.
+      if (!route.remapsPath) return undefined;
+      const cut = value.search(/[?#]/);
+      return mapPathAbsolute(cut === -1 ? value : value.slice(0, cut), cut === -1 ? '' : value.slice(cut), value, route, table, ctx);
+    }
+    const m = PLAIN_ABSOLUTE.exec(value);
+    if (m !== null && plainHost(m[2] as string)) {
+      const scheme = (m[1] as string).toLowerCase();
+      const port = m[3] === undefined || m[3] === '' ? (scheme === 'https' ? '443' : '80') : String(Number(m[3]));
+      const key = `${scheme}://${(m[2] as string).toLowerCase()}:${port}`;
+      // Most absolute URLs name other sites (OAuth, CDNs): one map lookup.
+      if (!table.byUpstream.has(key)) return undefined;
+      const rest = value.slice(m[0].length);
+      const cut = rest.search(/[?#]/);
+      const path = cut === -1 ? rest : rest.slice(0, cut);
+      return rewriteAbsolute(
+        { key, path: path === '' ? '/' : path, tail: cut === -1 ? '' : rest.slice(cut) },
+        route,
+        table,
+        ctx,
+        reqScheme,
+      );
+    }
+  }
   let v = value;
   if (STRIPPED.test(v)) v = v.replace(TAB_OR_NEWLINE, '').replace(/^[\x00-\x20]+|[\x00-\x20]+$/g, '');
-  const reqScheme = ctx.secure ? 'https' : 'http';
   const m = SCHEME.exec(v);
   if (m !== null) {
     const scheme = (m[1] as string).toLowerCase();
@@ -140,18 +180,29 @@ function rewriteAbsolute(
   return `${origin}${target.path}${url.tail}`;
 }
 
-/** A path-absolute URL (on this route's upstream) in public: relative while it stays on the request's origin. */
+/** A path-absolute URL in an unusual form: read as the browser reads it ("\\" as "/", dot-segments resolved), then mapped. */
 function rewritePathAbsolute(value: string, route: CompiledRoute, table: RouteTable, ctx: RequestContext): string | undefined {
-  // The browser's reading of the path: "\" as "/", dot-segments resolved (the upstream's own host stands in).
+  // The upstream's own origin stands in for the base; only the path and tail are used.
   const url = parseAbsolute(`${route.upstream.secure ? 'https' : 'http'}://${route.upstream.hostHeader}${value}`);
-  if (url === undefined) return undefined;
+  return url === undefined ? undefined : mapPathAbsolute(url.path, url.tail, value, route, table, ctx);
+}
+
+/** A path on this route's upstream in public: relative while it stays on the request's origin; undefined when unchanged. */
+function mapPathAbsolute(
+  path: string,
+  tail: string,
+  value: string,
+  route: CompiledRoute,
+  table: RouteTable,
+  ctx: RequestContext,
+): string | undefined {
   const candidates = table.byUpstream.get(route.upstream.key) ?? [route];
-  const target = mapUpstream(candidates, url.path, route, table, ctx);
+  const target = mapUpstream(candidates, path, route, table, ctx);
   if (target === undefined) return undefined;
   const out =
     target.host === undefined
-      ? `${target.path}${url.tail}`
-      : `${ctx.secure ? 'https' : 'http'}://${target.host}${authorityPort(ctx.authority)}${target.path}${url.tail}`;
+      ? `${target.path}${tail}`
+      : `${ctx.secure ? 'https' : 'http'}://${target.host}${authorityPort(ctx.authority)}${target.path}${tail}`;
   return out === value ? undefined : out;
 }
 
