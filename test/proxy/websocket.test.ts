@@ -402,3 +402,33 @@ t.test('proxy websocket: closes the client connection when the upstream resets i
   const text = await rawExchange(s.port, handshake('/chat/ws'));
   t.match(text, /^HTTP\/1\.1 403 [\s\S]*\r\n\r\npartial$/, 'the part that came, then the close (no hang, no second answer)');
 });
+
+t.test('proxy websocket: puts the request id on the answer when the gateway itself refuses the handshake', async (t) => {
+  const down = net.createServer();
+  await new Promise<void>((resolve) => down.listen(0, '127.0.0.1', resolve));
+  const downPort = (down.address() as AddressInfo).port;
+  await new Promise((resolve) => down.close(resolve));
+  const up = http.createServer((_req, res) => res.end());
+  await new Promise<void>((resolve) => up.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise((resolve) => up.close(resolve)));
+  const config = makeConfig({
+    listen: LOOPBACK,
+    admin: ADMIN,
+    routes: [
+      { name: 'no-ws', host: 'nows.test', websocket: false, upstream: `http://127.0.0.1:${(up.address() as AddressInfo).port}` },
+      { name: 'down', host: 'down.test', upstream: `http://127.0.0.1:${downPort}` },
+    ],
+  });
+  const s = await startGateway(t, config);
+  const cases: [host: string, status: number][] = [
+    ['nows.test', 404],
+    ['down.test', 502],
+    ['nobody.test', 404],
+  ];
+  for (const [host, status] of cases) {
+    const a = parseAnswer(await rawExchange(s.httpPort, handshake('/ws', host)));
+    t.equal(a.status, status, host);
+    t.match(a.headers['x-request-id'], /^[0-9a-f]{10}-/, `${host}: request id`);
+    t.equal(a.headers.connection, 'close', `${host}: Connection: close`);
+  }
+});
