@@ -18,6 +18,8 @@ export const HOP_BY_HOP_HEADERS: readonly string[] = [
   'upgrade',
   'proxy-authorization',
   'proxy-authenticate',
+  // h2c upgrade parameters (RFC 7540 §3.2.1): only for the hop that declined the upgrade.
+  'http2-settings',
 ];
 const HOP_BY_HOP = new Set(HOP_BY_HOP_HEADERS);
 

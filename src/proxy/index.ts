@@ -43,6 +43,8 @@ export interface Proxy {
   web(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, route: MatchedRoute): void;
   /** Proxy a WebSocket upgrade. Never throws; on refusal writes a short HTTP error on the socket and destroys it. */
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, ctx: RequestContext, route: MatchedRoute): void;
+  /** Status the upstream answered an upgrade on this socket with (101 or a relayed refusal); undefined when it did not answer. */
+  upgradeStatus(socket: Duplex): number | undefined;
   /** Open proxied WebSockets now (for graceful drain). */
   readonly openWebSockets: number;
   /** Close every open WebSocket (used when the drain deadline passes). */
@@ -94,7 +96,7 @@ export function createProxy(deps: ProxyDeps): Proxy {
     poolFor: (r) => poolOf.get(r) as Pool,
     held: new HeldChunks(),
   };
-  const ws = new WebSocketProxy(logger, metrics);
+  const ws = new WebSocketProxy(logger, metrics, table);
   let closed = false;
 
   return {
@@ -120,6 +122,7 @@ export function createProxy(deps: ProxyDeps): Proxy {
         socket.destroy();
       }
     },
+    upgradeStatus: (socket) => ws.status(socket),
     get openWebSockets() {
       return ws.open;
     },

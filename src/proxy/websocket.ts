@@ -2,7 +2,11 @@
  * WebSocket upgrades through http-proxy-3's `ws` pass. Everything security-relevant happens before
  * it is called: the request headers are replaced by the gateway's sanitised list and req.url by the
  * already-normalised forwarded path (`toProxy` keeps http-proxy-3 from re-parsing it). The upstream
- * handshake response is cleaned in an `upgrade`/`response` listener that runs before the library's.
+ * handshake response gets the HTTP response policy (hop-by-hop and nominated headers removed,
+ * Location/Content-Location/Refresh and Set-Cookie rewritten, gateway cookies dropped, the
+ * gateway's X-Request-Id) in an `upgrade`/`response` listener that runs before the library's, which
+ * then writes the headers object as it is: on a 101, or on a refusal (302, 401 …) that it relays and
+ * closes.
  */
 import type { ClientRequest, IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
@@ -16,8 +20,8 @@ import { ServerResponse } from '../core/node-http.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import { classifyUpstreamError } from './failures.ts';
 import { type BodyInfo, buildRequestHeaders, headerListToObject, isHopByHop, responseNominated } from './headers.ts';
-import { isGatewayCookie } from './rewrite.ts';
-import type { CompiledRoute } from './routes.ts';
+import { rewriteRefresh, rewriteSetCookie, rewriteUrl } from './rewrite.ts';
+import type { CompiledRoute, RouteTable } from './routes.ts';
 
 const kSession = Symbol('wegate.ws');
 type Tagged = { [kSession]?: WsSession };
@@ -35,6 +39,8 @@ interface WsSession {
   early: Buffer[];
   earlyBytes: number;
   proxyReq: ClientRequest | null;
+  /** Status the upstream answered the handshake with (101, or a refusal relayed to the client). */
+  status: number | undefined;
 }
 
 function destroySocket(s: Duplex): void {
@@ -80,23 +86,46 @@ export function refuseSocket(req: IncomingMessage, socket: Duplex, ctx: RequestC
   sendError(req, res, ctx, code);
 }
 
-/** Drop hop-by-hop (except the upgrade pair on a 101), Connection-nominated and gateway cookies from a handshake response. */
-function cleanHandshakeResponse(res: IncomingMessage, upgraded: boolean): void {
+/**
+ * The HTTP response policy on a handshake response, in place (http-proxy-3 writes this object): drop
+ * hop-by-hop (except the upgrade pair on a 101), Connection-nominated and gateway cookies, rewrite
+ * Set-Cookie and Location/Content-Location/Refresh as for HTTP, and set the gateway's request id.
+ * A refusal is relayed and its connection closed, so it says `Connection: close` (never the
+ * `Connection: upgrade` of the request).
+ */
+function applyResponsePolicy(res: IncomingMessage, session: WsSession, table: RouteTable, upgraded: boolean): void {
+  const { route, ctx } = session;
   const h = res.headers;
   const nominated = responseNominated(h);
   for (const k of Object.keys(h)) {
     if (upgraded && (k === 'connection' || k === 'upgrade')) continue;
-    if (isHopByHop(k) || nominated?.has(k)) delete h[k];
+    if (isHopByHop(k) || nominated?.has(k) || k === '__proto__' || k === 'x-request-id') delete h[k];
   }
   const cookies = h['set-cookie'];
   if (cookies !== undefined) {
-    const kept = cookies.filter((c) => {
-      const pair = c.split(';', 1)[0] as string;
-      const eq = pair.indexOf('=');
-      return !isGatewayCookie(eq === -1 ? pair : pair.slice(0, eq));
-    });
+    const kept: string[] = [];
+    for (const c of cookies) {
+      const r = rewriteSetCookie(c, route, route.rewriteCookies);
+      if (r !== undefined) kept.push(r);
+    }
     if (kept.length === 0) delete h['set-cookie'];
     else h['set-cookie'] = kept;
+  }
+  if (route.rewriteLocation) {
+    // Untyped view: Node types location as a string, but a repeated header arrives as an array.
+    const any = h as Record<string, string | string[] | undefined>;
+    for (const k of ['location', 'content-location', 'refresh']) {
+      const v = any[k];
+      if (v === undefined) continue;
+      const one = (x: string) => (k === 'refresh' ? rewriteRefresh(x, route, table, ctx) : rewriteUrl(x.trim(), route, table, ctx)) ?? x;
+      any[k] = typeof v === 'string' ? one(v) : v.map(one);
+    }
+  }
+  h['x-request-id'] = ctx.id;
+  if (!upgraded) {
+    h.connection = 'close';
+    // http-proxy-3 copies the request's Connection onto answers to HTTP/1.0 clients.
+    session.req.headers.connection = 'close';
   }
 }
 
@@ -105,12 +134,14 @@ export class WebSocketProxy {
   readonly #logger: Logger;
   readonly #metrics: Metrics;
   readonly #server: ProxyServer;
+  readonly #table: RouteTable;
   // A LiveList, not a Set (see core/live-list.ts): WebSockets may churn as fast as requests.
   readonly #open = new LiveList<Duplex>();
 
-  constructor(logger: Logger, metrics: Metrics) {
+  constructor(logger: Logger, metrics: Metrics, table: RouteTable) {
     this.#logger = logger;
     this.#metrics = metrics;
+    this.#table = table;
     this.#server = new ProxyServer({ ws: true });
     // Without an 'error' listener http-proxy-3 rethrows; per-request errors arrive in the callback.
     this.#server.on('error', (err) => this.#logger.debug({ err }, 'websocket proxy error'));
@@ -123,6 +154,11 @@ export class WebSocketProxy {
 
   closeAll(): void {
     for (const s of this.#open) s.destroy();
+  }
+
+  /** Status the upstream answered this socket's handshake with (101 or the relayed refusal), or undefined. */
+  status(socket: Duplex): number | undefined {
+    return (socket as Duplex & Tagged)[kSession]?.status;
   }
 
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, ctx: RequestContext, route: CompiledRoute, path: string): void {
@@ -148,6 +184,7 @@ export class WebSocketProxy {
       early: [],
       earlyBytes: 0,
       proxyReq: null,
+      status: undefined,
     };
     (req as IncomingMessage & Tagged)[kSession] = session;
     (socket as Duplex & Tagged)[kSession] = session;
@@ -187,13 +224,21 @@ export class WebSocketProxy {
     });
     session.proxyReq = proxyReq;
     // Registered before http-proxy-3's own listeners, so these run first.
-    proxyReq.on('response', (res: IncomingMessage) => cleanHandshakeResponse(res, false));
+    proxyReq.on('response', (res: IncomingMessage) => {
+      session.status = res.statusCode;
+      applyResponsePolicy(res, session, this.#table, false);
+      // An upstream that stops in the middle of the refusal's body: end the client's connection too.
+      res.once('close', () => {
+        if (!res.complete) socket.destroy();
+      });
+    });
     proxyReq.on('upgrade', (res: IncomingMessage, upstreamSocket: Socket) => {
       if (socket.destroyed) {
         upstreamSocket.destroy();
         return;
       }
-      cleanHandshakeResponse(res, true);
+      session.status = 101;
+      applyResponsePolicy(res, session, this.#table, true);
       proxyReq.setTimeout(0);
       session.upgraded = true;
       // Hand the early bytes back before http-proxy-3 pipes the socket.
@@ -233,6 +278,12 @@ export class WebSocketProxy {
     }
     if (session.failed) return;
     session.failed = true;
+    if (session.status !== undefined) {
+      // The refusal's head is on its way to the client: too late for an error page.
+      this.#logger.debug({ req_id: ctx.id, route: route.name, err }, 'websocket upstream failed while relaying its answer');
+      socket.destroy();
+      return;
+    }
     if (session.clientGone) {
       this.#logger.debug({ req_id: ctx.id, route: route.name }, 'client left during the WebSocket handshake');
       return;

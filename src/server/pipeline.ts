@@ -48,6 +48,8 @@ export interface Pipeline {
   /** `checkContinue` handler: validates before sending `100 Continue`, so refused bodies are never sent. */
   checkContinue(secure: boolean): (req: IncomingMessage, res: ServerResponse) => void;
   upgrade(secure: boolean): (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
+  /** Node's `shouldUpgradeCallback`: which upgrade requests go to `upgrade` (the others are ordinary requests). */
+  shouldUpgrade(req: IncomingMessage): boolean;
   /** `connect` handler: CONNECT is not a proxy method here. */
   connect(secure: boolean): (req: IncomingMessage, socket: Duplex) => void;
   clientError(err: Error & { code?: string }, socket: Duplex): void;
@@ -76,6 +78,20 @@ type TrackedResponse = { [kTrack]?: Track | undefined };
 function clientIp(address: string | undefined): string {
   if (address === undefined) return '';
   return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
+}
+
+/**
+ * Only WebSocket handshakes (GET with `Upgrade: websocket`) are upgraded. Any other Upgrade (`h2c`
+ * from `curl --http2` or Java's HttpClient, `TLS/1.0` …) is declined, as RFC 9110 §7.8 allows: Node
+ * then emits it as an ordinary request, which is forwarded with Upgrade, Connection and what it
+ * nominates (HTTP2-Settings) removed. Called only for requests with Upgrade and `Connection: upgrade`.
+ *
+ * Node 24.21's parser drops whatever the client pipelined after a declined upgrade in the same
+ * read (no client pipelines behind an h2c upgrade; the connection then idles to keepAliveTimeout).
+ */
+function shouldUpgrade(req: IncomingMessage): boolean {
+  const u = req.headers.upgrade;
+  return req.method === 'GET' && typeof u === 'string' && u.length === 9 && u.toLowerCase() === 'websocket';
 }
 
 /** Does the request still have a body we have not read (answering without reading it needs Connection: close)? */
@@ -261,7 +277,12 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     const bytesBefore = tracked.bytesWritten ?? 0;
     socket.once('close', () => {
       deps.release(site);
-      const status = ctx.errorCode ? ERRORS[ctx.errorCode].status : ctx.route === 'redirect' ? 301 : 101;
+      // The upstream's answer (101 or a relayed refusal); 499 when the client left before it came.
+      const status = ctx.errorCode
+        ? ERRORS[ctx.errorCode].status
+        : ctx.route === 'redirect'
+          ? 301
+          : (site.proxy.upgradeStatus(socket) ?? 499);
       logLine(site, req, ctx, status, (tracked.bytesWritten ?? 0) - bytesBefore, true);
     });
     const answer = (code: ErrorCode) => {
@@ -323,6 +344,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
   };
 
   return {
+    shouldUpgrade,
     request: (secure) => (req, res) => guard(req, res, secure, false),
     checkContinue: (secure) => (req, res) => guard(req, res, secure, true),
     upgrade: (secure) => (req, socket, head) => {

@@ -2,6 +2,7 @@ import t from 'tap';
 import type { RequestContext } from '../../src/core/http.ts';
 import { rewriteRefresh, rewriteSetCookie, rewriteUrl } from '../../src/proxy/rewrite.ts';
 import { buildRouteTable, type CompiledRoute } from '../../src/proxy/routes.ts';
+import { ADMIN, LOOPBACK, makeConfig, send, startGateway, startUpstream as startGatewayUpstream } from '../helpers/gateway.ts';
 import { CA_FILE, request, route, startFront, startTlsUpstream, startUpstream } from './helpers.ts';
 
 const table = buildRouteTable([
@@ -11,6 +12,9 @@ const table = buildRouteTable([
   route({ name: 'wild', host: '*.dept.test', upstream: 'http://wild.internal:8081' }),
   route({ name: 'based', host: 'based.test', upstream: 'http://base.internal/app' }),
   route({ name: 'based-strip', host: 'bs.test', path: '/m', strip_prefix: true, upstream: 'http://bs.internal/app/' }),
+  route({ name: 'mount2', host: 'school.test', path: '/api2/', strip_prefix: true, upstream: 'https://open.upstream.test' }),
+  route({ name: 'ip', host: 'ip.test', upstream: 'http://127.0.0.1:9000' }),
+  route({ name: 'ip6', host: 'ip6.test', upstream: 'http://[::1]:9001' }),
 ]);
 const byName = (n: string) => table.routes.find((r) => r.name === n) as CompiledRoute;
 
@@ -29,7 +33,7 @@ function ctxFor(authority: string, secure = true): RequestContext {
 }
 
 t.test('rewriteUrl: maps upstream URLs to the public origin when they point at any upstream in the table', async (t) => {
-  const cases: [name: string, routeName: string, authority: string, value: string, expected: string | undefined][] = [
+  const cases: [name: string, routeName: string, authority: string, value: string, expected: string | undefined, secure?: boolean][] = [
     [
       'own upstream, :8080 dropped',
       'api1',
@@ -72,16 +76,114 @@ t.test('rewriteUrl: maps upstream URLs to the public origin when they point at a
     ['base path root', 'based', 'based.test', 'http://base.internal/app', 'https://based.test/'],
     ['base path and strip_prefix mapped back', 'based-strip', 'bs.test', 'http://bs.internal/app/x', 'https://bs.test/m/x'],
     ['outside the base path: origin hidden, path kept', 'based', 'based.test', 'http://base.internal/other', 'https://based.test/other'],
-    ['plain HTTP request', 'api1', 'api1.school.test', 'https://hub.upstream.test:8080/x', 'http://api1.school.test/x'],
+    ['plain HTTP request', 'api1', 'api1.school.test', 'https://hub.upstream.test:8080/x', 'http://api1.school.test/x', false],
     ['other scheme on the same host and port: not an upstream', 'api1', 'api1.school.test', 'http://hub.upstream.test:8080/x', undefined],
     ['other port: not an upstream', 'api1', 'api1.school.test', 'https://hub.upstream.test/x', undefined],
     ['relative', 'api1', 'api1.school.test', '/relative', undefined],
     ['foreign site', 'api1', 'api1.school.test', 'https://open.weixin.qq.com/connect', undefined],
     ['not http', 'api1', 'api1.school.test', 'ftp://hub.upstream.test:8080/x', undefined],
   ];
+  for (const [name, routeName, authority, value, expected, secure] of cases) {
+    t.equal(rewriteUrl(value, byName(routeName), table, ctxFor(authority, secure !== false)), expected, name);
+  }
+});
+
+t.test('rewriteUrl: maps relative redirects back through the mount when the route strips a prefix or has a base path', async (t) => {
+  const cases: [name: string, routeName: string, authority: string, value: string, expected: string | undefined, secure?: boolean][] = [
+    ['strip_prefix: /login → /api1/login', 'mount', 'school.test', '/login', '/api1/login'],
+    ['strip_prefix: query and fragment kept', 'mount', 'school.test', '/login?next=%2Fx#top', '/api1/login?next=%2Fx#top'],
+    ['strip_prefix: root', 'mount', 'school.test', '/', '/api1/'],
+    ['base path removed', 'based', 'based.test', '/app/p?q', '/p?q'],
+    ['base path root', 'based', 'based.test', '/app', '/'],
+    ['base path and strip_prefix', 'based-strip', 'bs.test', '/app/x', '/m/x'],
+    ['outside the base path: left alone', 'based', 'based.test', '/other', undefined],
+    ['dot-segments resolved as the browser does before mapping', 'based', 'based.test', '/app/x/../y', '/y'],
+    ['backslash read as a slash', 'mount', 'school.test', '\\login', '/api1/login'],
+    ['same-scheme "http:/x" is relative on a plain HTTP page', 'mount', 'school.test', 'http:/login', '/api1/login', false],
+    ['route forwarding paths unchanged: left alone', 'api1', 'api1.school.test', '/login', undefined],
+    ['relative path without a leading slash: left alone', 'mount', 'school.test', 'next.html', undefined],
+    ['query only: left alone', 'mount', 'school.test', '?page=2', undefined],
+    ['fragment only: left alone', 'mount', 'school.test', '#top', undefined],
+  ];
+  for (const [name, routeName, authority, value, expected, secure] of cases) {
+    t.equal(rewriteUrl(value, byName(routeName), table, ctxFor(authority, secure !== false)), expected, name);
+  }
+});
+
+t.test('rewriteUrl: prefers a route on the request host when a redirect goes to another mapped upstream', async (t) => {
+  const cases: [name: string, routeName: string, authority: string, value: string, expected: string | undefined][] = [
+    ['own host has a mount for it', 'mount', 'school.test', 'https://open.upstream.test/login', 'https://school.test/api2/login'],
+    ['own host keeps its port', 'mount', 'school.test:8443', 'https://open.upstream.test/a?b#c', 'https://school.test:8443/api2/a?b#c'],
+    [
+      'own host has no route to it: the route host',
+      'api1',
+      'api1.school.test',
+      'https://open.upstream.test/login',
+      'https://api2.school.test/login',
+    ],
+  ];
   for (const [name, routeName, authority, value, expected] of cases) {
-    const ctx = ctxFor(authority, name !== 'plain HTTP request');
-    t.equal(rewriteUrl(value, byName(routeName), table, ctx), expected, name);
+    t.equal(rewriteUrl(value, byName(routeName), table, ctxFor(authority)), expected, name);
+  }
+});
+
+t.test('rewriteUrl: treats browser-equivalent forms as the absolute URL a browser resolves them to', async (t) => {
+  const cases: [name: string, routeName: string, authority: string, value: string, expected: string | undefined, secure?: boolean][] = [
+    ['backslashes after the scheme', 'api1', 'api1.school.test', 'https:\\\\hub.upstream.test:8080\\x', 'https://api1.school.test/x'],
+    ['mixed slashes after the scheme', 'api1', 'api1.school.test', 'https:/\\hub.upstream.test:8080/x', 'https://api1.school.test/x'],
+    ['three slashes after the scheme', 'api1', 'api1.school.test', 'https:///hub.upstream.test:8080/x', 'https://api1.school.test/x'],
+    ['slash-backslash is scheme-relative', 'api1', 'api1.school.test', '/\\hub.upstream.test:8080/x', 'https://api1.school.test/x'],
+    ['backslash-slash is scheme-relative', 'api1', 'api1.school.test', '\\/hub.upstream.test:8080/x', 'https://api1.school.test/x'],
+    ['two backslashes are scheme-relative', 'mount', 'school.test', '\\\\hub.upstream.test:8080/x', 'https://school.test/api1/x'],
+    ['tab between the slashes', 'api1', 'api1.school.test', '/\t/hub.upstream.test:8080/x', 'https://api1.school.test/x'],
+    ['newline inside the scheme', 'api1', 'api1.school.test', 'ht\ntps://hub.upstream.test:8080/x', 'https://api1.school.test/x'],
+    ['tab inside the host', 'api1', 'api1.school.test', 'https://hub.up\tstream.test:8080/x', 'https://api1.school.test/x'],
+    ['leading control characters', 'api1', 'api1.school.test', '\x01 https://hub.upstream.test:8080/x', 'https://api1.school.test/x'],
+    ['upper-case scheme', 'api1', 'api1.school.test', 'HTTPS://hub.upstream.test:8080/x', 'https://api1.school.test/x'],
+    ['percent-encoded host', 'api1', 'api1.school.test', 'https://hub%2Eupstream.test:8080/x', 'https://api1.school.test/x'],
+    [
+      'ideographic full stop in the host',
+      'api1',
+      'api1.school.test',
+      'https://hub\u3002upstream.test:8080/x',
+      'https://api1.school.test/x',
+    ],
+    ['trailing dot on the host', 'api1', 'api1.school.test', 'https://hub.upstream.test.:8080/x', 'https://api1.school.test/x'],
+    ['IPv4 shorthand', 'ip', 'ip.test', 'http://127.1:9000/x', 'https://ip.test/x'],
+    ['IPv4 in hex', 'ip', 'ip.test', 'http://0x7f.0.0.1:9000/x', 'https://ip.test/x'],
+    ['IPv4 as one number', 'ip', 'ip.test', 'http://2130706433:9000/x', 'https://ip.test/x'],
+    ['IPv6 not in canonical form', 'ip6', 'ip6.test', 'http://[0:0::1]:9001/x', 'https://ip6.test/x'],
+    [
+      'scheme without slashes on a page of another scheme',
+      'api1',
+      'api1.school.test',
+      'https:hub.upstream.test:8080/x',
+      'http://api1.school.test/x',
+      false,
+    ],
+    [
+      'scheme without slashes on a page of the same scheme: relative',
+      'api1',
+      'api1.school.test',
+      'https:hub.upstream.test:8080/x',
+      undefined,
+    ],
+    [
+      'scheme-relative under the upstream scheme when the page scheme differs',
+      'api1',
+      'api1.school.test',
+      '//hub.upstream.test:8080/p',
+      'http://api1.school.test/p',
+      false,
+    ],
+    ['foreign host behind slash-backslash: left alone', 'mount', 'school.test', '/\\evil.test/x', undefined],
+    ['foreign host behind backslashes: left alone', 'mount', 'school.test', 'http:\\\\evil.test\\x', undefined],
+    ['foreign host behind a tab: left alone', 'mount', 'school.test', '/\t/evil.test/x', undefined],
+    ['port out of range: left alone', 'api1', 'api1.school.test', 'https://hub.upstream.test:99999/x', undefined],
+    ['javascript: left alone', 'mount', 'school.test', 'javascript:alert(1)', undefined],
+  ];
+  for (const [name, routeName, authority, value, expected, secure] of cases) {
+    t.equal(rewriteUrl(value, byName(routeName), table, ctxFor(authority, secure !== false)), expected, name);
   }
 });
 
@@ -92,7 +194,20 @@ t.test('rewriteRefresh: rewrites the URL part when the header redirects to an up
   t.equal(rewriteRefresh("5;URL='https://open.upstream.test/a'", r, table, ctx), "5;URL='https://api2.school.test/a'");
   t.equal(rewriteRefresh('3, https://hub.upstream.test:8080/', r, table, ctx), '3, https://api1.school.test/');
   t.equal(rewriteRefresh('3', r, table, ctx), undefined, 'no URL');
-  t.equal(rewriteRefresh('0; url=/local', r, table, ctx), undefined, 'relative URL');
+  t.equal(rewriteRefresh('0; url=/local', r, table, ctx), undefined, 'relative URL on a route forwarding paths unchanged');
+  const cases: [name: string, value: string, expected: string | undefined][] = [
+    ['relative URL through the mount', '0; url=/login', '0; url=/api1/login'],
+    ['opening quote without its closing one', "0; url='https://hub.upstream.test:8080/x", "0; url='https://school.test/api1/x"],
+    ['text after the closing quote kept', '0; url="/a" x', '0; url="/api1/a" x'],
+    ['whitespace as the separator', '0 https://hub.upstream.test:8080/x', '0 https://school.test/api1/x'],
+    ['time starting with a dot', '.5;URL = /a', '.5;URL = /api1/a'],
+    ['tab in the URL making it scheme-relative', '0;url=/\t/hub.upstream.test:8080/x', '0;url=https://school.test/api1/x'],
+    ['no time: not a refresh', 'url=/a', undefined],
+    ['"url" without "=" is part of a relative URL', '0; url /a', undefined],
+  ];
+  const mount = byName('mount');
+  const schoolCtx = ctxFor('school.test');
+  for (const [name, value, expected] of cases) t.equal(rewriteRefresh(value, mount, table, schoolCtx), expected, name);
 });
 
 t.test('rewriteSetCookie: fits Domain and Path to the public site and drops gateway cookies when relaying', async (t) => {
@@ -121,6 +236,20 @@ t.test('rewriteSetCookie: fits Domain and Path to the public site and drops gate
     ['gateway cookie behind __Host-', 'api1', '__Host-wegate_session=x; Path=/; Secure', true, undefined],
     ['gateway cookie with spaces', 'api1', '  wegate_x =1', true, undefined],
     ['similar but not a gateway cookie', 'api1', 'wegatex=1', true, 'wegatex=1'],
+    ['__Host- cookie keeps Path=/ on a strip_prefix route', 'mount', '__Host-sid=1; Path=/; Secure', true, '__Host-sid=1; Path=/; Secure'],
+    ['__Host- prefix matched case-insensitively', 'mount', '__host-sid=1; Path=/; Secure', true, '__host-sid=1; Path=/; Secure'],
+    ['__Host- cookie keeps Path=/ on a base-path route', 'based', '__Host-sid=1; Secure; Path=/', true, '__Host-sid=1; Secure; Path=/'],
+    [
+      '__Host- cookie loses the upstream Domain',
+      'mount',
+      '__Host-s=1; Domain=hub.upstream.test; Path=/; Secure',
+      true,
+      '__Host-s=1; Path=/; Secure',
+    ],
+    ['__Secure- cookie path mapped', 'mount', '__Secure-sid=1; Path=/; Secure', true, '__Secure-sid=1; Path=/api1/; Secure'],
+    ['gateway cookie behind __Secure-', 'api1', '__Secure-wegate_session=x; Secure', true, undefined],
+    ['gateway cookie behind __Host-Http-', 'api1', '__Host-Http-wegate_session=x; Path=/; Secure; HttpOnly', true, undefined],
+    ['gateway cookie behind __Http-', 'api1', '__Http-wegate_session=x; HttpOnly', true, undefined],
   ];
   for (const [name, routeName, value, rewrite, expected] of cases)
     t.equal(rewriteSetCookie(value, byName(routeName), rewrite), expected, name);
@@ -206,5 +335,72 @@ t.test(
       ['sid=abc; Domain=localhost; Path=/; HttpOnly', 'pref=1'],
       'rewrite.cookies: false still drops gateway cookies',
     );
+  },
+);
+
+t.test(
+  'gateway: keeps redirects and cookies on the mount when upstreams behind strip_prefix routes answer with relative, cross-upstream or browser-equivalent URLs',
+  async (t) => {
+    let aPort = 0;
+    let bPort = 0;
+    const a = await startGatewayUpstream(t, 'A', (req, res) => {
+      const to: Record<string, string> = {
+        '/go-login': '/login',
+        '/go-b': `http://127.0.0.1:${bPort}/login`,
+        '/go-hidden': `/\\127.0.0.1:${bPort}/x`,
+        '/go-back': `http:\\\\127.0.0.1:${aPort}\\y`,
+        '/go-tab': `/\t/127.0.0.1:${aPort}/t`,
+        '/go-evil': '/\\evil.test/x',
+      };
+      const h: Record<string, string | string[]> = { 'content-length': '0' };
+      const location = to[req.url ?? ''];
+      if (location !== undefined) h.location = location;
+      if (req.url === '/go-login') {
+        h['content-location'] = '/doc';
+        h.refresh = `0; url='http://127.0.0.1:${aPort}/q`;
+        h['set-cookie'] = ['sid=1; Path=/; HttpOnly', '__Host-h=1; Path=/; Secure', '__Secure-s=1; Path=/; Secure'];
+      }
+      res.writeHead(location === undefined ? 200 : 302, h);
+      res.end();
+    });
+    const b = await startGatewayUpstream(t, 'B', (_req, res) => {
+      res.writeHead(302, { location: `http://127.0.0.1:${aPort}/z`, 'content-length': '0' });
+      res.end();
+    });
+    aPort = a.port;
+    bPort = b.port;
+    const s = await startGateway(
+      t,
+      makeConfig({
+        listen: LOOPBACK,
+        admin: ADMIN,
+        routes: [
+          { name: 'api2-host', host: 'api2.school.test', upstream: b.url },
+          { name: 'api1', host: 'school.test', path: '/api1/', strip_prefix: true, upstream: a.url },
+          { name: 'api2', host: 'school.test', path: '/api2/', strip_prefix: true, upstream: b.url },
+        ],
+      }),
+    );
+    const get = (path: string, host = 'school.test') => send(s.httpPort, host, { path });
+
+    const login = await get('/api1/go-login');
+    t.equal(login.status, 302);
+    t.equal(login.headers.location, '/api1/login', 'relative Location mapped back through the mount');
+    t.equal(login.headers['content-location'], '/api1/doc');
+    t.equal(login.headers.refresh, "0; url='http://school.test/api1/q", 'Refresh with an unclosed quote');
+    t.same(
+      login.headers['set-cookie'],
+      ['sid=1; Path=/api1/; HttpOnly', '__Host-h=1; Path=/; Secure', '__Secure-s=1; Path=/api1/; Secure'],
+      'cookie paths mapped, __Host- keeps Path=/',
+    );
+    const cases: [path: string, host: string, expected: string][] = [
+      ['/api1/go-b', 'school.test', 'http://school.test/api2/login'],
+      ['/api1/go-hidden', 'school.test', 'http://school.test/api2/x'],
+      ['/api1/go-back', 'school.test', 'http://school.test/api1/y'],
+      ['/api1/go-tab', 'school.test', 'http://school.test/api1/t'],
+      ['/api1/go-evil', 'school.test', '/\\evil.test/x'],
+      ['/to-a', 'api2.school.test', 'http://school.test/api1/z'],
+    ];
+    for (const [path, host, expected] of cases) t.equal((await get(path, host)).headers.location, expected, `${host}${path}`);
   },
 );

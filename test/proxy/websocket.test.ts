@@ -3,8 +3,9 @@ import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import net from 'node:net';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { WebSocket, WebSocketServer } from 'ws';
+import { ADMIN, type LogCapture, LOOPBACK, makeConfig, startGateway, waitFor } from '../helpers/gateway.ts';
 import { CA_FILE, type Front, headerNames, rawExchange, route, startFront, tlsFile } from './helpers.ts';
 
 interface WsUpstream {
@@ -258,4 +259,176 @@ t.test('proxy websocket: delivers the upstream close frame when the upstream clo
   t.equal(reason.toString(), 'done');
   for (let i = 0; i < 100 && front.proxy.openWebSockets !== 0; i++) await new Promise((r) => setTimeout(r, 20));
   t.equal(front.proxy.openWebSockets, 0);
+});
+
+// Issue 10 item 9: handshake refusals get the HTTP response policy, through the real listener.
+
+interface RealSite {
+  readonly port: number;
+  readonly upstreamPort: number;
+  readonly logs: LogCapture;
+}
+
+/** A real gateway: school.test/chat/ (strip_prefix) → `handler`'s upstream, also api1.school.test → it. */
+async function realSite(t: Test, handler: http.RequestListener, onUpgrade?: (wss: WebSocketServer) => void): Promise<RealSite> {
+  const server = http.createServer(handler);
+  if (onUpgrade) onUpgrade(new WebSocketServer({ server }));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => {
+    server.closeAllConnections();
+    return new Promise((resolve) => server.close(resolve));
+  });
+  const upstreamPort = (server.address() as AddressInfo).port;
+  const upstream = `http://127.0.0.1:${upstreamPort}`;
+  const config = makeConfig({
+    listen: LOOPBACK,
+    admin: ADMIN,
+    routes: [
+      { name: 'chat', host: 'school.test', path: '/chat/', strip_prefix: true, upstream },
+      { name: 'api1', host: 'api1.school.test', upstream },
+    ],
+  });
+  const s = await startGateway(t, config);
+  return { port: s.httpPort, upstreamPort, logs: s.logs };
+}
+
+const handshake = (path: string, host = 'school.test', version = '1.1') =>
+  `GET ${path} HTTP/${version}\r\nHost: ${host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`;
+
+/** Status, lower-case headers (repeats as arrays) and body of a raw HTTP answer. */
+function parseAnswer(text: string): { status: number; headers: Record<string, string | string[]>; body: string } {
+  const end = text.indexOf('\r\n\r\n');
+  const [statusLine, ...lines] = text.slice(0, end).split('\r\n');
+  const headers: Record<string, string | string[]> = {};
+  for (const l of lines) {
+    const k = l.slice(0, l.indexOf(':')).toLowerCase();
+    const v = l.slice(l.indexOf(':') + 1).trim();
+    const prev = headers[k];
+    headers[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
+  }
+  return { status: Number(statusLine?.split(' ')[1]), headers, body: text.slice(end + 4) };
+}
+
+t.test(
+  'proxy websocket: rewrites Location and Set-Cookie and closes without Connection: upgrade when the upstream answers the handshake with a redirect',
+  async (t) => {
+    const s = await realSite(t, (req, res) => {
+      const own = `http://127.0.0.1:${s.upstreamPort}`;
+      res.writeHead(302, {
+        location: req.url === '/abs' ? `${own}/login?next=ws` : '/login',
+        'content-location': `${own}/doc`,
+        refresh: '0; url=/r',
+        'set-cookie': ['sid=1; Domain=127.0.0.1; Path=/; HttpOnly', 'wegate_session=forged; Path=/', '__Host-h=1; Path=/; Secure'],
+        'keep-alive': 'timeout=5',
+        connection: 'keep-alive, x-nominated',
+        'x-nominated': 'hidden',
+        'x-request-id': 'upstream-id',
+        'content-length': '0',
+      });
+      res.end();
+    });
+    // The connection is closed after the refusal: read to the end.
+    const relative = parseAnswer(await rawExchange(s.port, handshake('/chat/rel')));
+    t.equal(relative.status, 302);
+    t.equal(relative.headers.location, '/chat/login', 'relative Location mapped through strip_prefix');
+    t.equal(relative.headers['content-location'], 'http://school.test/chat/doc', 'the upstream origin never leaks');
+    t.equal(relative.headers.refresh, '0; url=/chat/r');
+    t.same(relative.headers['set-cookie'], ['sid=1; Path=/chat/; HttpOnly', '__Host-h=1; Path=/; Secure'], 'cookies as for HTTP');
+    t.equal(relative.headers.connection, 'close', 'Connection: close, not upgrade or keep-alive');
+    for (const h of ['upgrade', 'keep-alive', 'x-nominated']) t.notOk(h in relative.headers, `no ${h}`);
+    t.match(relative.headers['x-request-id'], /^[0-9a-f]{10}-/, "the gateway's request id");
+
+    const abs = parseAnswer(await rawExchange(s.port, handshake('/abs', 'api1.school.test')));
+    t.equal(abs.headers.location, 'http://api1.school.test/login?next=ws', 'absolute Location to the public origin');
+    t.notMatch(JSON.stringify(abs.headers), new RegExp(`127\\.0\\.0\\.1|:${s.upstreamPort}|upstream-id`));
+
+    const line = await waitFor(() => s.logs.lines.find((l) => l.log === 'access' && l.req_id === relative.headers['x-request-id']));
+    t.equal(line?.status, 302, 'logged with the status the client got, not 101');
+  },
+);
+
+t.test(
+  'proxy websocket: relays a 401 body with Connection: close and the request id when the upstream refuses the handshake',
+  async (t) => {
+    const s = await realSite(t, (_req, res) => {
+      // No Content-Length: http-proxy-3 re-frames the body as chunked for HTTP/1.1.
+      res.writeHead(401, { 'www-authenticate': 'Basic realm="x"', 'content-type': 'text/plain', 'x-request-id': 'upstream-id' });
+      res.end('login first');
+    });
+    const text = await rawExchange(s.port, handshake('/chat/ws'));
+    const a = parseAnswer(text);
+    t.equal(a.status, 401);
+    t.equal(a.headers['www-authenticate'], 'Basic realm="x"');
+    t.equal(a.headers.connection, 'close');
+    t.match(a.headers['x-request-id'], /^[0-9a-f]{10}-/);
+    t.match(a.body, /login first/);
+    t.notOk('upgrade' in a.headers);
+
+    const old = parseAnswer(await rawExchange(s.port, handshake('/chat/ws', 'school.test', '1.0')));
+    t.equal(old.status, 401, 'an HTTP/1.0 handshake too');
+    t.equal(old.headers.connection, 'close', 'HTTP/1.0: Connection: close, not upgrade');
+  },
+);
+
+t.test(
+  'proxy websocket: sets the gateway request id and rewrites Set-Cookie on the 101 when the upstream accepts the handshake',
+  async (t) => {
+    const s = await realSite(
+      t,
+      (_req, res) => res.end(),
+      (wss) => {
+        wss.on('headers', (headers) => headers.push('X-Request-Id: upstream-id', 'Set-Cookie: ws=1; Domain=127.0.0.1; Path=/'));
+        wss.on('connection', (ws) => ws.on('message', (m) => ws.send(`echo:${String(m)}`)));
+      },
+    );
+    const ws = new WebSocket(`ws://127.0.0.1:${s.port}/chat/live`, { headers: { host: 'school.test' } });
+    ws.on('error', () => {});
+    // 'open' follows 'upgrade' in the same turn: wait for both together.
+    const [[res]] = (await Promise.all([once(ws, 'upgrade'), once(ws, 'open')])) as [[http.IncomingMessage], unknown];
+    t.match(res.headers['x-request-id'], /^[0-9a-f]{10}-/, "the gateway's request id on the 101");
+    t.same(res.headers['set-cookie'], ['ws=1; Path=/chat/']);
+    t.equal(await echo(ws, 'hi'), 'echo:hi');
+    ws.close();
+    await once(ws, 'close');
+  },
+);
+
+t.test('proxy websocket: closes the client connection when the upstream resets in the middle of a refusal body', async (t) => {
+  const s = await realSite(t, (req, res) => {
+    res.writeHead(403, { 'content-length': '100' });
+    res.write('partial');
+    setTimeout(() => req.socket.destroy(), 20);
+  });
+  const text = await rawExchange(s.port, handshake('/chat/ws'));
+  t.match(text, /^HTTP\/1\.1 403 [\s\S]*\r\n\r\npartial$/, 'the part that came, then the close (no hang, no second answer)');
+});
+
+t.test('proxy websocket: puts the request id on the answer when the gateway itself refuses the handshake', async (t) => {
+  const down = net.createServer();
+  await new Promise<void>((resolve) => down.listen(0, '127.0.0.1', resolve));
+  const downPort = (down.address() as AddressInfo).port;
+  await new Promise((resolve) => down.close(resolve));
+  const up = http.createServer((_req, res) => res.end());
+  await new Promise<void>((resolve) => up.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise((resolve) => up.close(resolve)));
+  const config = makeConfig({
+    listen: LOOPBACK,
+    admin: ADMIN,
+    routes: [
+      { name: 'no-ws', host: 'nows.test', websocket: false, upstream: `http://127.0.0.1:${(up.address() as AddressInfo).port}` },
+      { name: 'down', host: 'down.test', upstream: `http://127.0.0.1:${downPort}` },
+    ],
+  });
+  const s = await startGateway(t, config);
+  const cases: [host: string, status: number][] = [
+    ['nows.test', 404],
+    ['down.test', 502],
+    ['nobody.test', 404],
+  ];
+  for (const [host, status] of cases) {
+    const a = parseAnswer(await rawExchange(s.httpPort, handshake('/ws', host)));
+    t.equal(a.status, status, host);
+    t.match(a.headers['x-request-id'], /^[0-9a-f]{10}-/, `${host}: request id`);
+    t.equal(a.headers.connection, 'close', `${host}: Connection: close`);
+  }
 });
