@@ -143,8 +143,13 @@ export function parseTarget(url: string | undefined): ParsedTarget {
       if (name === '.' || name === '..') {
         if (end !== -1) return { ok: false, code: 'WG_BAD_PATH', reason: 'dot-segment with path parameters' };
         if (name === '..') {
-          if (out.length === 0) return { ok: false, code: 'WG_BAD_PATH', reason: 'dot-segment above the root' };
-          out.pop();
+          // Segments named "" (";x" alone) are empty to a servlet container, like a merged "//":
+          // ".." removes them together with the named segment before them ("/a/;x/.." is "/").
+          let popped: string | undefined;
+          do {
+            popped = out.pop();
+            if (popped === undefined) return { ok: false, code: 'WG_BAD_PATH', reason: 'dot-segment above the root' };
+          } while (popped.charCodeAt(0) === 0x3b);
         }
         if (i === last) out.push('');
         continue;

@@ -24,6 +24,7 @@ t.test('parseTarget: normalises paths when they are valid', async (t) => {
     ['double-encoded dot-dot decoded once only', '/a/%252E%252e/b', '/a/%252E%252e/b', ''],
     ['path parameters kept', '/api;x=1/import;jsessionid=A1', '/api;x=1/import;jsessionid=A1', ''],
     ['dot-dot resolved against a segment with parameters', '/admin;x/../public', '/public', ''],
+    ['dot-dot removes a parameters-only segment with the named one before it', '/public/;x/../admin', '/admin', ''],
     ['dots inside a name with parameters are data', '/a/...;x/b', '/a/...;x/b', ''],
     ['encoded semicolon after a name is data', '/a/b%3b../c', '/a/b%3B../c', ''],
   ];
@@ -59,6 +60,7 @@ t.test('parseTarget: rejects targets when they could escape a prefix or confuse 
     ['dot-dot with parameters as the last segment', '/public/..;', 'WG_BAD_PATH'],
     ['dot-dot before an encoded semicolon', '/public/..%3bx/admin', 'WG_BAD_PATH'],
     ['dot before an encoded semicolon, lower-case', '/public/%2e%3B/admin', 'WG_BAD_PATH'],
+    ['dot-dot after a parameters-only first segment climbs above the root', '/;x/../admin', 'WG_BAD_PATH'],
     ['fragment (issue 10 item 3)', '/public/x#frag', 'WG_BAD_REQUEST'],
     ['fragment after a query', '/public/x?a=1#frag', 'WG_BAD_REQUEST'],
     ['fragment in an encoded path', '/public/%41#frag', 'WG_BAD_REQUEST'],
