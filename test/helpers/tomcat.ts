@@ -15,7 +15,6 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 
 export const CATALINA_HOME = '/usr/share/tomcat10';
-const SERVLET_API = join(CATALINA_HOME, 'lib/servlet-api.jar');
 
 interface Teardown {
   teardown(fn: () => unknown): void;
@@ -139,12 +138,16 @@ function ping(port: number): Promise<boolean> {
 }
 
 /**
- * Start Tomcat with the echo servlet; stopped in teardown. Rejects (the test fails) when Tomcat or
- * javac is missing, or Tomcat does not answer within `startMs`.
+ * Start Tomcat (`home`: CATALINA_HOME, Debian's by default) with the echo servlet; stopped in
+ * teardown. Rejects (the test fails) when Tomcat or javac is missing, or Tomcat does not answer
+ * within `startMs`.
  */
-export async function startTomcat(t: Teardown, startMs = 30_000): Promise<Tomcat> {
-  if (!existsSync(join(CATALINA_HOME, 'bin/catalina.sh')) || !existsSync(SERVLET_API)) {
-    throw new Error(`Apache Tomcat 10 is not installed at ${CATALINA_HOME}: run \`apt-get install tomcat10\` (the path tests need it)`);
+export async function startTomcat(t: Teardown, opts: { home?: string; startMs?: number } = {}): Promise<Tomcat> {
+  const home = opts.home ?? CATALINA_HOME;
+  const startMs = opts.startMs ?? 30_000;
+  const servletApi = join(home, 'lib/servlet-api.jar');
+  if (!existsSync(join(home, 'bin/catalina.sh')) || !existsSync(servletApi)) {
+    throw new Error(`Apache Tomcat 10 is not installed at ${home}: run \`apt-get install tomcat10\` (the path tests need it)`);
   }
   const base = await mkdtemp(join(tmpdir(), 'wegate-tomcat-'));
   const running: { child?: ChildProcess } = {};
@@ -178,19 +181,19 @@ export async function startTomcat(t: Teardown, startMs = 30_000): Promise<Tomcat
     writeFile(join(base, 'conf/logging.properties'), LOGGING_PROPERTIES),
   ]);
   try {
-    await promisify(execFile)('javac', ['-nowarn', '-cp', SERVLET_API, '-d', classes, join(classes, 'Echo.java')], { timeout: 60_000 });
+    await promisify(execFile)('javac', ['-nowarn', '-cp', servletApi, '-d', classes, join(classes, 'Echo.java')], { timeout: 60_000 });
   } catch (e) {
     throw new Error(`cannot compile the Tomcat echo servlet (javac 17 from openjdk-17-jdk-headless is needed): ${(e as Error).message}`, {
       cause: e,
     });
   }
   let output = '';
-  const child = spawn(join(CATALINA_HOME, 'bin/catalina.sh'), ['run'], {
+  const child = spawn(join(home, 'bin/catalina.sh'), ['run'], {
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: {
       PATH: process.env.PATH ?? '/usr/bin:/bin',
-      CATALINA_HOME,
+      CATALINA_HOME: home,
       CATALINA_BASE: base,
       CATALINA_TMPDIR: join(base, 'temp'),
       // A short-lived JVM: C1 only, one GC thread, class-data sharing.

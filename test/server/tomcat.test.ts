@@ -118,3 +118,7 @@ t.test('tomcat: the route chosen and the path Tomcat acts on agree when the path
   );
   t.match(small, { pathInfo: '/api/import', bodyBytes: 5 }, 'a small body reaches Tomcat at /api/import');
 });
+
+t.test('tomcat helper: fails naming apt-get install tomcat10 when Tomcat is missing', async (t) => {
+  await t.rejects(startTomcat(t, { home: '/nonexistent/tomcat10' }), /apt-get install tomcat10/);
+});
