@@ -80,6 +80,8 @@ const BASE_FORMS = [
   '/api/%69mport',
   '/api/im%70ort/',
   '/api;x=1/import',
+  '/api%3bx=1/import',
+  '/lib;v=1/../admin',
   '/;x/api/import',
   '/api/import;jsessionid=A1',
   '/api/%252e%252e/import',
