@@ -229,8 +229,11 @@ function checkRoutes(data: Obj, ctx: CheckContext): void {
       if (!t.ok || t.path !== path || t.query !== '') {
         ctx.report(
           at('path'),
-          `must be a normalised path prefix (no "//", "." or ".." segments, no encoded "/", "\\" or NUL), got ${ctx.show(at('path'), path)}`,
+          `must be a normalised path prefix (no "//", "." or ".." segments, no encoded "/", "\\" or NUL, unreserved characters not %-encoded, upper-case hex in escapes), got ${ctx.show(at('path'), path)}`,
         );
+      } else if (path.includes(';')) {
+        // Routes match the path without its ";parameters" (as Tomcat maps it): such a prefix never matches.
+        ctx.report(at('path'), `must not contain ";" (path parameters are ignored when choosing a route), got ${ctx.show(at('path'), path)}`);
       }
     }
 

@@ -21,6 +21,11 @@ export const ERRORS = {
   WG_REQUEST_TIMEOUT: { status: 408, en: 'The request was not received in time', zh: '请求接收超时' },
   WG_BODY_TOO_LARGE: { status: 413, en: 'Request body is too large', zh: '请求体过大' },
   WG_HEADERS_TOO_LARGE: { status: 431, en: 'Request headers are too large', zh: '请求头过大' },
+  WG_UNSUPPORTED_TRANSFER_ENCODING: {
+    status: 501,
+    en: 'Transfer-Encoding other than a lone "chunked" is not supported',
+    zh: '不支持除单独的 "chunked" 以外的 Transfer-Encoding',
+  },
   WG_UPSTREAM_UNREACHABLE: { status: 502, en: 'The service behind this gateway cannot be reached', zh: '无法连接后端服务' },
   WG_UPSTREAM_BAD_RESPONSE: { status: 502, en: 'The service behind this gateway sent an invalid response', zh: '后端服务返回了无效的响应' },
   WG_UPSTREAM_TLS: {

@@ -30,7 +30,10 @@ export interface RequestContext {
   readonly authority: string;
   /** Path exactly as received (no query). Verification files match on this. */
   readonly rawPath: string;
-  /** Normalised path (dot-segments resolved, slashes merged, percent-encoding otherwise kept). */
+  /**
+   * Normalised path (dot-segments resolved, slashes merged, unreserved escapes decoded, other escapes
+   * upper-case, `;parameters` kept): what is forwarded. Routes match `routingPath(path)`.
+   */
   readonly path: string;
   /** "" or "?…" exactly as received. */
   readonly query: string;
@@ -58,27 +61,48 @@ export interface ResponseCloseHook {
 
 export type ParsedTarget = { ok: true; rawPath: string; path: string; query: string } | { ok: false; code: ErrorCode; reason: string };
 
-const HEX = /^[0-9A-Fa-f]{2}$/;
+/** Value of a hex digit (0-15), or -1. */
+function hexValue(c: number): number {
+  if (c >= 0x30 && c <= 0x39) return c - 0x30;
+  const l = c | 0x20;
+  return l >= 0x61 && l <= 0x66 ? l - 0x57 : -1;
+}
+
+/** RFC 3986 unreserved characters (A-Z a-z 0-9 - . _ ~): an escape of one of these is the character itself. */
+function isUnreserved(b: number): boolean {
+  const l = b | 0x20;
+  return (l >= 0x61 && l <= 0x7a) || (b >= 0x30 && b <= 0x39) || b === 0x2d || b === 0x2e || b === 0x5f || b === 0x7e;
+}
+
+const HEX_DIGITS = '0123456789ABCDEF';
 
 /**
  * Parse an origin-form request target and normalise its path.
- * Rejected (400): absolute-form and asterisk-form targets, control characters, backslashes (raw or
- * encoded), encoded "/" and NUL, malformed percent-encoding or invalid UTF-8 (overlong forms),
- * dot-segments that climb above the root. Dot-segments ("." "..", also as %2e) are resolved and
- * repeated slashes merged, so "/public/../admin" is routed *and* forwarded as "/admin".
+ * Rejected (400): absolute-form and asterisk-form targets, a fragment ("#"), control characters,
+ * backslashes (raw or encoded), encoded "/" and NUL, malformed percent-encoding or invalid UTF-8
+ * (overlong forms), dot-segments that climb above the root, and dot-segments with path parameters
+ * ("..;", ".;x", "%2e%2e;jsessionid=1", also before an encoded ";"): servlet containers drop the
+ * parameters and then resolve the dots, so "/public/..;/admin" is "/admin" to Tomcat.
+ * Normalised (RFC 3986 §6.2.2): escapes of unreserved characters are decoded ("%69" → "i"), other
+ * escapes get upper-case hex digits, dot-segments ("." "..", also as %2e) are resolved and repeated
+ * slashes merged, so "/public/../admin" is routed *and* forwarded as "/admin". Decoding happens once:
+ * "%252e" stays "%252e" (the upstream decodes it to a literal "%2e"). Path parameters (";x=1") are
+ * kept here; routing ignores them (see routingPath).
  */
 export function parseTarget(url: string | undefined): ParsedTarget {
   if (!url || url[0] !== '/') return { ok: false, code: 'WG_BAD_REQUEST', reason: 'request target must be origin-form' };
   const q = url.indexOf('?');
   const rawPath = q === -1 ? url : url.slice(0, q);
   const query = q === -1 ? '' : url.slice(q);
-  // Fast path: nothing to decode or resolve.
+  // Fast path: nothing to decode or resolve (no "%", no segment starting with "."; the class has no "#").
   if (/^(?:\/[A-Za-z0-9_~!$&'()*+,;=:@-][A-Za-z0-9._~!$&'()*+,;=:@-]*)*\/?$/.test(rawPath) && !rawPath.includes('/.')) {
+    if (q !== -1 && url.indexOf('#', q) !== -1) return { ok: false, code: 'WG_BAD_REQUEST', reason: 'fragment in request target' };
     return { ok: true, rawPath, path: rawPath, query };
   }
   for (let i = 0; i < url.length; i++) {
     const c = url.charCodeAt(i);
     if (c < 0x21 || c === 0x7f) return { ok: false, code: 'WG_BAD_PATH', reason: 'control character in target' };
+    if (c === 0x23) return { ok: false, code: 'WG_BAD_REQUEST', reason: 'fragment in request target' };
   }
   if (rawPath.includes('\\')) return { ok: false, code: 'WG_BAD_PATH', reason: 'backslash in path' };
   let decoded: string;
@@ -92,28 +116,68 @@ export function parseTarget(url: string | undefined): ParsedTarget {
   const segments = rawPath.split('/');
   const last = segments.length - 1;
   for (let i = 1; i < segments.length; i++) {
-    const seg = segments[i] as string;
-    for (let j = seg.indexOf('%'); j !== -1; j = seg.indexOf('%', j + 1)) {
-      const hex = seg.slice(j + 1, j + 3);
-      if (!HEX.test(hex)) return { ok: false, code: 'WG_BAD_PATH', reason: 'malformed percent-encoding' };
-      const b = Number.parseInt(hex, 16);
-      if (b === 0x2f || b === 0x5c || b === 0) return { ok: false, code: 'WG_BAD_PATH', reason: 'encoded slash, backslash or NUL' };
+    let seg = segments[i] as string;
+    if (seg.includes('%')) {
+      // Rebuild the segment: unreserved escapes decoded, the others with upper-case hex.
+      let norm = '';
+      let from = 0;
+      for (let j = seg.indexOf('%'); j !== -1; j = seg.indexOf('%', j + 1)) {
+        const hi = hexValue(seg.charCodeAt(j + 1));
+        const lo = hexValue(seg.charCodeAt(j + 2));
+        if (hi === -1 || lo === -1) return { ok: false, code: 'WG_BAD_PATH', reason: 'malformed percent-encoding' };
+        const b = hi * 16 + lo;
+        if (b === 0x2f || b === 0x5c || b === 0) return { ok: false, code: 'WG_BAD_PATH', reason: 'encoded slash, backslash or NUL' };
+        norm += seg.slice(from, j);
+        norm += isUnreserved(b) ? String.fromCharCode(b) : `%${HEX_DIGITS[hi] as string}${HEX_DIGITS[lo] as string}`;
+        from = j + 3;
+      }
+      seg = norm + seg.slice(from);
     }
-    const plain = seg.replace(/%2e/gi, '.');
     if (seg === '' && i !== last) continue; // merge "//"
-    if (plain === '.') {
-      if (i === last) out.push('');
-      continue;
-    }
-    if (plain === '..') {
-      if (out.length === 0) return { ok: false, code: 'WG_BAD_PATH', reason: 'dot-segment above the root' };
-      out.pop();
-      if (i === last) out.push('');
-      continue;
+    if (seg.charCodeAt(0) === 0x2e) {
+      // The name is what a servlet container resolves: the part before the first ";" (raw or encoded).
+      let end = seg.indexOf(';');
+      const enc = seg.indexOf('%3B');
+      if (enc !== -1 && (end === -1 || enc < end)) end = enc;
+      const name = end === -1 ? seg : seg.slice(0, end);
+      if (name === '.' || name === '..') {
+        if (end !== -1) return { ok: false, code: 'WG_BAD_PATH', reason: 'dot-segment with path parameters' };
+        if (name === '..') {
+          // Segments named "" (";x" alone) are empty to a servlet container, like a merged "//":
+          // ".." removes them together with the named segment before them ("/a/;x/.." is "/").
+          let popped: string | undefined;
+          do {
+            popped = out.pop();
+            if (popped === undefined) return { ok: false, code: 'WG_BAD_PATH', reason: 'dot-segment above the root' };
+          } while (popped.charCodeAt(0) === 0x3b);
+        }
+        if (i === last) out.push('');
+        continue;
+      }
     }
     out.push(seg);
   }
   return { ok: true, rawPath, path: `/${out.join('/')}`, query };
+}
+
+/**
+ * The path routes are matched on: `path` (normalised) with every segment's ";parameters" removed
+ * and the segments left empty by that merged, as Tomcat, Jetty and Spring read it before mapping
+ * ("/api;x=1/import" and "/;x/api/import" are "/api/import"). The same string when there is no ";".
+ */
+export function routingPath(path: string): string {
+  if (path.indexOf(';') === -1) return path;
+  const segments = path.split('/');
+  const last = segments.length - 1;
+  let out = '';
+  for (let i = 1; i < segments.length; i++) {
+    let seg = segments[i] as string;
+    const semi = seg.indexOf(';');
+    if (semi !== -1) seg = seg.slice(0, semi);
+    if (seg === '' && i !== last) continue;
+    out += `/${seg}`;
+  }
+  return out;
 }
 
 /** Does `path` fall under `prefix` on a segment boundary ("/api" matches "/api" and "/api/x", not "/apix")? */

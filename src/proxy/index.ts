@@ -37,7 +37,7 @@ export interface ProxyDeps {
 export type MatchedRoute = CompiledRoute;
 
 export interface Proxy {
-  /** Most specific route for a host (no port, lower-case) and normalised path; undefined → caller answers 404. */
+  /** Most specific route for a host (no port, lower-case) and normalised path (its `;parameters` ignored); undefined → caller answers 404. */
   match(host: string, path: string): MatchedRoute | undefined;
   /** Forward one HTTP request. Sets ctx.route and ctx.upstream. Answers every failure itself with sendError(). Never throws. */
   web(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, route: MatchedRoute): void;

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import type { RouteConfig } from '../config/schema.ts';
 import { isIpLiteral, normaliseHost, parseUpstream, type Upstream } from '../core/addresses.ts';
-import { pathHasPrefix } from '../core/http.ts';
+import { pathHasPrefix, routingPath } from '../core/http.ts';
 
 /** How a route names its host; lower is more specific. */
 export const HOST_EXACT = 0;
@@ -119,10 +119,30 @@ export function forwardPath(route: CompiledRoute, path: string): string {
   let rest = path;
   if (route.strip) {
     rest = path.slice(route.mount.length);
+    // The path matched through its routing form (";parameters" in or before the mount): cut by segments.
+    if (!path.startsWith(route.mount) || (rest !== '' && rest.charCodeAt(0) !== 0x2f)) rest = afterMount(path, route.mount);
     if (rest === '') rest = '/';
-    else if (rest.charCodeAt(0) !== 0x2f) rest = `/${rest}`;
   }
   return route.upstream.basePath === '' ? rest : route.upstream.basePath + rest;
+}
+
+/**
+ * `path` without the segments that make up `mount` in its routing form: each named segment counts
+ * with its ";parameters" (they belong to the mount), segments that are empty once their parameters
+ * are removed are dropped ("/;x/api1;v=2/login" under "/api1" → "/login").
+ */
+function afterMount(path: string, mount: string): string {
+  let need = 0;
+  for (let i = 0; i < mount.length; i++) if (mount.charCodeAt(i) === 0x2f) need++;
+  let at = 0;
+  while (need > 0 && at < path.length) {
+    const next = path.indexOf('/', at + 1);
+    const end = next === -1 ? path.length : next;
+    // A segment whose name (before ";") is empty does not count.
+    if (end > at + 1 && path.charCodeAt(at + 1) !== 0x3b) need--;
+    at = end;
+  }
+  return path.slice(at);
 }
 
 /**
@@ -186,11 +206,14 @@ export class RouteTable {
   }
 
   /**
-   * Most specific route for a host (no port, lower-case) and a normalised path. A host whose own
-   * routes do not cover the path falls through to wildcard and then any-host routes.
+   * Most specific route for a host (no port, lower-case) and a normalised path, matched on its
+   * routing form (routingPath: path parameters removed). A host whose own routes do not cover the
+   * path falls through to wildcard and then any-host routes.
    */
   match(host: string, path: string): CompiledRoute | undefined {
     if (host.charCodeAt(host.length - 1) === 0x2e) host = host.slice(0, -1);
+    // ";parameters" never make a request match a shorter prefix than the same path without them.
+    path = routingPath(path);
     const exact = this.#exact.get(host);
     if (exact !== undefined) {
       const r = firstMatch(exact, path);

@@ -94,7 +94,15 @@ function shouldUpgrade(req: IncomingMessage): boolean {
   return req.method === 'GET' && typeof u === 'string' && u.length === 9 && u.toLowerCase() === 'websocket';
 }
 
-/** Does the request still have a body we have not read (answering without reading it needs Connection: close)? */
+/**
+ * Is a Transfer-Encoding value a lone "chunked"? llhttp refuses a final coding other than chunked
+ * and a repeated chunked, but accepts "gzip, chunked" (also as two header lines) and would hand us
+ * the de-chunked, still gzip-coded body as if it were plain: such requests are refused (501).
+ */
+function loneChunked(te: string): boolean {
+  return te === 'chunked' || te.toLowerCase() === 'chunked';
+}
+
 /** Build the public-listener request pipeline. */
 export function createPipeline(deps: PipelineDeps): Pipeline {
   const { metrics } = deps;
@@ -110,6 +118,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
   const newCtx = (req: IncomingMessage, secure: boolean, id: string): Ctx => {
     const host = checkHost(req.rawHeaders);
     const target = parseTarget(req.url);
+    const te = req.headers['transfer-encoding'];
     const ctx: Ctx = {
       id,
       startedAt: process.hrtime.bigint(),
@@ -123,7 +132,13 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       method: req.method ?? '',
       route: undefined,
       upstream: undefined,
-      errorCode: !host.ok ? 'WG_BAD_HOST' : !target.ok ? target.code : undefined,
+      errorCode: !host.ok
+        ? 'WG_BAD_HOST'
+        : !target.ok
+          ? target.code
+          : te !== undefined && !loneChunked(te)
+            ? 'WG_UNSUPPORTED_TRANSFER_ENCODING'
+            : undefined,
       // onResponseClose below calls onClose: the proxy adds no 'close' listener of its own.
       notifiesClose: true,
       onClose: undefined,
@@ -221,13 +236,46 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     if (!secure && site.redirectHttp) return redirect(req, res, ctx, site);
 
     const route = site.proxy.match(ctx.host, ctx.path);
-    if (route === undefined) return sendError(req, res, ctx, 'WG_NOT_FOUND');
+    if (route === undefined) {
+      if (!slashRedirect(req, res, ctx, site)) sendError(req, res, ctx, 'WG_NOT_FOUND');
+      return;
+    }
     if (expectContinue) {
+      // A body the route would refuse is refused before the client sends it (no 100 Continue).
+      const cl = req.headers['content-length'];
+      if (cl !== undefined && Number(cl) > route.maxBodyBytes) {
+        ctx.route = route.name;
+        deps.logger.info({ req_id: ctx.id, route: route.name, limit: route.maxBodyBytes }, 'request body too large');
+        return sendError(req, res, ctx, 'WG_BODY_TOO_LARGE');
+      }
       // The gateway answered the expectation; the upstream must not be asked again.
       res.writeContinue();
       delete req.headers.expect;
     }
     site.proxy.web(req, res, ctx, route);
+  };
+
+  /**
+   * "/api1" when no route covers it but a route's path is "/api1/": a redirect there (query kept),
+   * as nginx answers for `location /api1/`. False when there is no such route.
+   */
+  const slashRedirect = (req: IncomingMessage, res: ServerResponse, ctx: Ctx, site: Site): boolean => {
+    const path = ctx.path;
+    if (path.charCodeAt(path.length - 1) === 0x2f) return false;
+    const dir = `${path}/`;
+    const route = site.proxy.match(ctx.host, dir);
+    if (route === undefined || route.prefix !== dir) return false;
+    ctx.route = route.name;
+    const headers: Record<string, string | number> = {
+      location: dir + ctx.query,
+      'content-length': 0,
+      'cache-control': 'no-cache',
+      'x-request-id': ctx.id,
+    };
+    if (hasUnreadBody(req)) headers.connection = 'close';
+    res.writeHead(req.method === 'GET' || req.method === 'HEAD' ? 301 : 308, headers);
+    res.end();
+    return true;
   };
 
   // A throw escaping a request handler would crash the process: answer 500 instead.

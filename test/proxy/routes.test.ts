@@ -124,3 +124,26 @@ t.test('route table: precomputes upstream Host header, SNI and origin key when r
   t.same([c?.upstream.hostHeader, c?.servername], ['127.0.0.1:8080', 'ignored.test']);
   t.same([d?.upstream.hostHeader, d?.upstream.hostname, d?.servername], ['[::1]:9443', '::1', null]);
 });
+
+t.test('route table: ignores path parameters when choosing a route (issue 10 item 2)', async (t) => {
+  const cases: [name: string, host: string, path: string, expected: string | undefined][] = [
+    ['parameters on the prefix segment', 'api1.school.edu.cn', '/admin;x=1/users/7', 'api1-admin-users'],
+    ['parameters on the last prefix segment', 'api1.school.edu.cn', '/admin/users;jsessionid=A1', 'api1-admin-users'],
+    ['an empty segment with parameters before the prefix', 'api1.school.edu.cn', '/;x/admin/users', 'api1-admin-users'],
+    ['parameters do not make a name longer', 'school.edu.cn', '/api1;v=2/login', 'school-api1'],
+  ];
+  for (const [name, host, path, expected] of cases) t.equal(table.match(host, path)?.name, expected, name);
+});
+
+t.test('forwardPath: strips the mount segment with its parameters when a stripped route matched through them', async (t) => {
+  const strip = buildRouteTable([route({ path: '/api1/', strip_prefix: true, upstream: 'http://h/base' })]).routes[0];
+  if (strip === undefined) throw new Error('no route');
+  const cases: [path: string, expected: string][] = [
+    ['/api1/login', '/base/login'],
+    ['/api1/', '/base/'],
+    ['/api1;v=2/login', '/base/login'],
+    ['/;x/api1/login;jsessionid=A1', '/base/login;jsessionid=A1'],
+    ['/;x/api1;v=2/', '/base/'],
+  ];
+  for (const [path, expected] of cases) t.equal(forwardPath(strip, path), expected, path);
+});
