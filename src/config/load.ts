@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { parseTarget } from '../core/http.ts';
 import { type Config, ConfigSchema } from './schema.ts';
+import { checkWecom } from './wecom-check.ts';
 import {
   type CheckContext,
   type ConfigProblem,
@@ -117,6 +118,7 @@ function checkConfig(data: unknown, ctx: CheckContext): void {
   checkCerts(data, ctx);
   checkRoutes(data, ctx);
   normaliseHosts(data, ctx);
+  checkWecom(data, ctx);
 }
 
 function checkListeners(data: Obj, ctx: CheckContext): void {
