@@ -192,6 +192,11 @@ export class FakeWecom {
     return n;
   }
 
+  /** Every token issued so far (for "never leaks" assertions). */
+  issuedTokens(): string[] {
+    return [...this.#tokens.keys()];
+  }
+
   /** Invalidate every token issued to `owner` (app or suite name): the next use answers 40014 / 40082. */
   invalidateTokens(owner: string): void {
     for (const t of this.#tokens.values()) if (t.owner === owner) t.state = 'invalid';

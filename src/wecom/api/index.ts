@@ -182,6 +182,7 @@ export function createWecomApi(deps: WecomApiDeps): WecomApi {
   const base = new URL(config.api_base);
   const cache = new TokenCache({ clock, holdOffMs: config.bad_secret_holdoff_ms });
   const status = new Map<string, StatusEntry>();
+  const reported = new WeakSet<object>();
   let closed = false;
 
   const suites = new Map<string, SuiteRuntime>();
@@ -304,6 +305,11 @@ export function createWecomApi(deps: WecomApiDeps): WecomApi {
   };
 
   const isRejection = (e: unknown) => e instanceof WecomApiError && e.kind === 'credentials';
+  /**
+   * Hold off a credential only for its own refusal: a suite token refused for its ticket (40085)
+   * must not hold off the corp token that needed it, or a new ticket would not be tried.
+   */
+  const rejectionOf = (api: string) => (e: unknown) => isRejection(e) && (e as WecomApiError).api === api;
 
   /** Refresh bookkeeping: metric, status, log (never the token). */
   const refreshed = async (who: { name: string; kind: WecomAppKind | 'suite' }, fetch: () => Promise<Issued>): Promise<Issued> => {
@@ -319,13 +325,21 @@ export function createWecomApi(deps: WecomApiDeps): WecomApi {
       logger.debug({ app: who.name, expires_in: issued.expiresIn }, 'WeCom token refreshed');
       return issued;
     } catch (e) {
-      const rejected = isRejection(e);
-      metrics.wecomTokenRefreshes.inc({ app: who.name, result: rejected ? 'rejected' : 'error' });
+      // A held-off refusal is re-thrown as the same object, and a suite failure passes through the
+      // corp token that needed it: count and log each failure once, and a repeated reason not again.
+      const fresh = !(typeof e === 'object' && e !== null && reported.has(e));
+      if (typeof e === 'object' && e !== null) reported.add(e);
+      const repeated = e instanceof Error && st.lastError === e.message;
       if (e instanceof WecomApiError) {
         if (e.errcode !== undefined) st.lastErrcode = e.errcode;
         st.lastError = e.message;
       }
-      if (rejected)
+      if (!fresh) throw e;
+      const rejected = isRejection(e);
+      const notReady = e instanceof WecomApiError && e.kind === 'not_ready';
+      if (!notReady) metrics.wecomTokenRefreshes.inc({ app: who.name, result: rejected ? 'rejected' : 'error' });
+      if (repeated) logger.debug({ app: who.name, err: e }, 'WeCom token still unavailable');
+      else if (rejected)
         logger.error(
           { app: who.name, errcode: (e as WecomApiError).errcode, hold_off_ms: config.bad_secret_holdoff_ms },
           (e as Error).message,
@@ -377,7 +391,7 @@ export function createWecomApi(deps: WecomApiDeps): WecomApi {
           if (errcodeOf(json) !== 0) throw tokenFailure(who, api, json, s.secret.where);
           return issuedFrom(json, 'suite_access_token', who, api);
         }),
-      isRejection,
+      rejectionOf(api),
     );
     return { token, key };
   };
@@ -423,14 +437,14 @@ export function createWecomApi(deps: WecomApiDeps): WecomApi {
               return issuedFrom(json, 'access_token', who, api);
             }
           }),
-        isRejection,
+        rejectionOf(api),
       );
       return { token, key };
     }
     const secret = a.kind === 'authorized' ? await permanentCode(a) : (a.secret as Secret);
     const key = credentialKey('corp', a.corpId, secret.value);
     a.key = key;
-    return { token: await cache.get(key, () => refreshed(who, gettoken(who, a.corpId, secret)), isRejection), key };
+    return { token: await cache.get(key, () => refreshed(who, gettoken(who, a.corpId, secret)), rejectionOf('/cgi-bin/gettoken')), key };
   };
 
   const appOf = (name: string, api: string): AppRuntime => {

@@ -89,3 +89,24 @@ t.test('WecomApi: gettoken succeeds from a non-whitelisted address when only bus
     [['/cgi-bin/gettoken', '127.0.0.3', 'ecard']],
   );
 });
+
+t.test(
+  'WecomApi: 60020 is "pin not effective" naming the address family when the call leaves over IPv6 (::1) but 127.0.0.2 is expected',
+  async (t) => {
+    const s = await setup(t, { wecom: ECARD, localAddress: '::1', expectedIp: '127.0.0.2', family: 4 });
+    s.fake.addApp({ name: 'ecard', corpId: CORP, secret: SECRET, trustedIps: ['127.0.0.2'] });
+    // The same fake, reached over IPv6 loopback (its certificate names ::1 too).
+    const v6 = await setup(t, {
+      wecom: { ...ECARD, api_base: `https://[::1]:${s.fake.port}` },
+      fake: s.fake,
+      localAddress: '::1',
+      expectedIp: '127.0.0.2',
+      family: 4,
+    });
+    const e = await rejection(t, v6.api.call('ecard', '/cgi-bin/get_api_domain_ip'));
+    t.equal(s.fake.requests.at(-1)?.from, '::1', 'WeCom saw the IPv6 source');
+    const d = e['diagnosis'] as Record<string, unknown>;
+    t.equal(d['cause'], 'pin_not_effective');
+    t.match(d['en'], /^Egress pin not effective: WeCom saw ::1, expected 127\.0\.0\.2.*left over IPv6 although the egress is IPv4/);
+  },
+);

@@ -18,6 +18,18 @@ t.test('WecomApi: 100 concurrent callers make one gettoken when the token has ex
   t.equal(s.fake.calls('/cgi-bin/gettoken'), 2, 'one refresh for 100 callers that all saw 42001');
 });
 
+t.test('WecomApi: 100 concurrent callers make one gettoken when the client clock says the token has expired', async (t) => {
+  let now = 1_000_000;
+  const s = await setup(t, { wecom: ECARD, extra: { clock: () => now } });
+  s.fake.addApp({ name: 'ecard', corpId: CORP, secret: SECRET });
+  await s.api.call('ecard', '/cgi-bin/get_api_domain_ip');
+  now += 7_200_001;
+  s.fake.expireTokens('ecard');
+  await Promise.all(Array.from({ length: 100 }, () => s.api.call('ecard', '/cgi-bin/get_api_domain_ip')));
+  t.equal(s.fake.calls('/cgi-bin/gettoken'), 2, 'one refresh, no caller used the stale token');
+  t.equal(s.fake.calls('/cgi-bin/get_api_domain_ip'), 101);
+});
+
 t.test('WecomApi: 100 concurrent callers make one gettoken when nothing is cached yet', async (t) => {
   const s = await setup(t, { wecom: ECARD });
   s.fake.addApp({ name: 'ecard', corpId: CORP, secret: SECRET });
