@@ -98,6 +98,18 @@ export interface WecomApi {
   invalidateToken(app: string, token: string): void;
   /** Exchange a create_auth / reset_permanent_code AuthCode (single use) for the permanent code. */
   getPermanentCode(suite: string, authCode: string): Promise<PermanentCodeGrant>;
+  /**
+   * For a WeCom answer that did not come through call() (the relay passes answers through): the
+   * error it means, diagnosed and recorded like call()'s own (60020 → incident), or undefined for errcode 0.
+   */
+  explain(app: string, api: string, answer: Readonly<Record<string, unknown>>): WecomApiError | undefined;
+  /**
+   * Readiness / doctor probe: a token, then one call WeCom guards with 企业可信IP (get_api_domain_ip;
+   * gettoken alone succeeds from any IP and proves nothing).
+   */
+  probe(
+    app: string,
+  ): Promise<{ readonly app: string; readonly ok: true } | { readonly app: string; readonly ok: false; readonly error: WecomApiError }>;
   /** Token status per app and suite, for /diagnostics. */
   tokenStatus(): TokenStatus[];
   /** Configured app names. */
@@ -537,6 +549,20 @@ export function createWecomApi(deps: WecomApiDeps): WecomApi {
       const { permanent_code: _p, access_token: _a, ...info } = json;
       const corpName = str((corp as Record<string, unknown>)['corp_name']);
       return { permanentCode: code, corpId, ...(corpName !== undefined ? { corpName } : {}), info };
+    },
+    explain(app, api, answer) {
+      const a = appOf(app, api);
+      return errcodeOf(answer) === 0 ? undefined : failure({ name: a.cfg.name, kind: a.kind }, api, { ...answer });
+    },
+    async probe(app) {
+      try {
+        const a = appOf(app, '/cgi-bin/get_api_domain_ip');
+        await invoke({ name: a.cfg.name, kind: a.kind }, '/cgi-bin/get_api_domain_ip', {}, () => appToken(a), 'access_token', TOKEN_STALE);
+        return { app, ok: true as const };
+      } catch (e) {
+        if (e instanceof WecomApiError) return { app, ok: false as const, error: e };
+        throw e;
+      }
     },
     tokenStatus() {
       const out: TokenStatus[] = [];

@@ -110,3 +110,29 @@ t.test(
     t.match(d['en'], /^Egress pin not effective: WeCom saw ::1, expected 127\.0\.0\.2.*left over IPv6 although the egress is IPv4/);
   },
 );
+
+t.test('WecomApi.probe: reports ok from the whitelisted pin and the diagnosis from another when doctor or readiness asks', async (t) => {
+  const good = await setup(t, { wecom: ECARD, localAddress: '127.0.0.2', expectedIp: '127.0.0.2' });
+  trusted(good);
+  t.same(await good.api.probe('ecard'), { app: 'ecard', ok: true });
+  const bad = await setup(t, { wecom: ECARD, fake: good.fake, localAddress: '127.0.0.3', expectedIp: '127.0.0.2' });
+  const r = await bad.api.probe('ecard');
+  t.equal(r.ok, false);
+  if (!r.ok) t.equal(r.error.diagnosis?.cause, 'pin_not_effective');
+  t.equal(good.fake.calls('/cgi-bin/get_api_domain_ip'), 2, 'the probe calls a guarded API, not only gettoken');
+});
+
+t.test('WecomApi.explain: diagnoses and records a passed-through 60020 answer when the relay hands one in', async (t) => {
+  const s = await setup(t, { wecom: ECARD, localAddress: '127.0.0.2', expectedIp: '127.0.0.2' });
+  const answer = {
+    errcode: 60020,
+    errmsg:
+      'not allow to access from your ip, hint: [1669020802500610298213653], from ip: 120.27.208.144, more info at https://open.work.weixin.qq.com/devtool/query?e=60020',
+  };
+  const e = s.api.explain('ecard', '/cgi-bin/message/send', answer);
+  t.equal(e?.diagnosis?.cause, 'pin_not_effective');
+  t.equal(e?.fromIp, '120.27.208.144');
+  t.match(s.incidents.list(), [{ app: 'ecard', api: '/cgi-bin/message/send', fromIp: '120.27.208.144', count: 1 }]);
+  t.equal(s.api.explain('ecard', '/cgi-bin/message/send', { errcode: 0, errmsg: 'ok' }), undefined);
+  t.equal(s.api.explain('ecard', '/cgi-bin/user/get', { errcode: 40003, errmsg: 'invalid userid' })?.code, 'WG_WECOM_ERROR');
+});
