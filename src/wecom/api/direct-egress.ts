@@ -12,6 +12,8 @@ export function createDirectWecomEgress(config: WecomConfig): { egress: WecomEgr
   const dispatcher = new Agent({
     connect: { timeout: config.timeouts.connect_ms, ...(config.ca_file !== undefined ? { ca: readFileSync(config.ca_file) } : {}) },
     keepAliveTimeout: 30_000,
+    // WeCom answers 45033 to too many concurrent calls; a small pool also spares handshakes.
+    connections: 16,
   });
   return { egress: { name: 'direct', dispatcher, viaProxy: false }, close: () => dispatcher.close() };
 }

@@ -182,7 +182,20 @@ export function readSecret(ref: SecretRef, env: Readonly<Record<string, string |
 
 const defaultSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
-const errcodeOf = (json: Record<string, unknown>): number => (typeof json['errcode'] === 'number' ? json['errcode'] : 0);
+/** WeCom's errcode; absent means success (get_suite_token / get_corp_token send it only on failure). */
+const errcodeOf = (json: Record<string, unknown>): number => {
+  const e = json['errcode'];
+  if (typeof e === 'number') return e;
+  return typeof e === 'string' ? Number(e) : 0;
+};
+/** An errcode that is there but not a whole number would read as success or as nonsense: refuse the answer. */
+const malformedErrcode = (json: Record<string, unknown>): boolean => {
+  const e = json['errcode'];
+  if (e === undefined) return false;
+  return !(typeof e === 'number' ? Number.isSafeInteger(e) : typeof e === 'string' && /^-?\d{1,9}$/.test(e));
+};
+/** Longest single backoff: WeCom's rate-limit blocks last 60 s or more, so waiting longer in a request helps nobody. */
+const MAX_BACKOFF_MS = 10_000;
 
 /** Build the client. Reads the secrets now; throws (naming the key, never the value) when one is missing. */
 export function createWecomApi(deps: WecomApiDeps): WecomApi {
@@ -231,6 +244,7 @@ export function createWecomApi(deps: WecomApiDeps): WecomApi {
     const end = metrics.wecomApiDuration.startTimer({ api });
     try {
       const json = await exchange(url, { ...exchangeOpts, method, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
+      if (malformedErrcode(json)) throw new ExchangeError('bad_response', 'WeCom answered an errcode that is not a whole number');
       metrics.wecomApiCalls.inc({ api, errcode: String(errcodeOf(json)) });
       return json;
     } catch (e) {
@@ -254,7 +268,7 @@ export function createWecomApi(deps: WecomApiDeps): WecomApi {
       const json = await send(who, api, query, method, body);
       const errcode = errcodeOf(json);
       if (!BUSY.has(errcode) || attempt >= config.retry.attempts) return json;
-      const delay = config.retry.base_delay_ms * 2 ** (attempt - 1) * (0.5 + random() / 2);
+      const delay = Math.min(MAX_BACKOFF_MS, config.retry.base_delay_ms * 2 ** (attempt - 1)) * (0.5 + random() / 2);
       logger.debug({ app: who.name, api, errcode, attempt, delay_ms: Math.round(delay) }, 'WeCom busy or rate-limited: backing off');
       await sleep(delay);
     }

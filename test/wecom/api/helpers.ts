@@ -54,7 +54,13 @@ export async function setup(t: Test, opts: SetupOptions): Promise<Setup> {
   const metrics = createMetrics({ registry, processMetrics: false });
   const incidents = createIncidents({ clock: Date.now, logger, metrics });
   // localAddress is an Agent option: undici's Client passes its own (null) over connect.localAddress.
-  const dispatcher = new Agent({ connect: { ca: CA, timeout: 2000 }, ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) });
+  // A bounded pool, as a production egress has: 100 concurrent callers share 8 TLS connections
+  // instead of 100 handshakes racing the connect timeout on a loaded machine.
+  const dispatcher = new Agent({
+    connections: 8,
+    connect: { ca: CA, timeout: 10_000 },
+    ...(opts.localAddress ? { localAddress: opts.localAddress } : {}),
+  });
   t.teardown(() => dispatcher.destroy());
   const env = opts.env ?? { ECARD_SECRET: SECRET };
   const api = createWecomApi({

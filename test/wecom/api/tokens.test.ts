@@ -194,3 +194,21 @@ t.test('WecomApi: an API path with a query or odd characters is refused when a c
   const e = await rejection(t, s.api.call('nope', '/cgi-bin/user/get'));
   t.match(e['message'], /unknown WeCom app "nope" \(configured: ecard\)/);
 });
+
+t.test('WecomApi: a malformed errcode is a bad response, not a success, when WeCom sends one', async (t) => {
+  const s = await setup(t, { wecom: ECARD });
+  s.fake.addApp({ name: 'ecard', corpId: CORP, secret: SECRET });
+  let errcode: unknown = 'oops';
+  s.fake.route('/cgi-bin/user/get', ({ res }) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ errcode, errmsg: 'x' }));
+  });
+  for (const bad of ['oops', { code: 1 }, 1.5, true]) {
+    errcode = bad;
+    const e = await rejection(t, s.api.call('ecard', '/cgi-bin/user/get'));
+    t.equal(e['kind'], 'bad_response', JSON.stringify(bad));
+  }
+  errcode = '60011';
+  const e = await rejection(t, s.api.call('ecard', '/cgi-bin/user/get'));
+  t.equal(e['errcode'], 60011, 'a numeric string is read as its number');
+});
