@@ -251,6 +251,9 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
         );
       }
       if (httpsServer && !next.tls) logger.warn('tls removed from the configuration: keeping the certificates in use until restart');
+      // The WeCom client (token caches, secrets read at start-up) outlives generations.
+      if (JSON.stringify(next.wecom) !== JSON.stringify(initial.wecom))
+        logger.warn('the wecom section changed: restart wegate to apply it');
     }
     // Swap: new requests use the new generation from here on; the old one closes when its last exchange ends.
     const old = site;

@@ -43,3 +43,16 @@ t.test('createGateway: refuses to start, naming the variable, when a WeCom secre
   });
   await t.rejects(startGateway(t, config, { env: {} }), /wecom\.apps\[0\] \(ecard\): the environment variable ECARD_SECRET is not set/);
 });
+
+t.test('createGateway: keeps the WeCom client and says to restart when a reload changes the wecom section', async (t) => {
+  const base = { listen: LOOPBACK, admin: ADMIN, routes: [{ upstream: 'http://127.0.0.1:1' }] };
+  const wecom = { api_base: 'https://127.0.0.1:1', corp_id: CORP, apps: [{ name: 'ecard', secret: { env: 'ECARD_SECRET' } }] };
+  const { gw, logs } = await startGateway(t, makeConfig({ ...base, wecom }), { env: { ECARD_SECRET: SECRET } });
+  const client = gw.wecom;
+  await gw.reload(makeConfig({ ...base, wecom }));
+  t.notOk(logs.text().includes('the wecom section changed'), 'an unchanged section says nothing');
+  await gw.reload(makeConfig({ ...base, wecom: { ...wecom, apps: [...wecom.apps, { name: 'new', secret: { env: 'NEW' } }] } }));
+  t.ok(logs.lines.some((l) => l['msg'] === 'the wecom section changed: restart wegate to apply it'));
+  t.equal(gw.wecom, client);
+  t.same(gw.wecom?.apps, ['ecard']);
+});
