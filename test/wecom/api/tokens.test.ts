@@ -3,6 +3,8 @@
  * stale token, bounded backoff, no loop on a wrong secret, timeouts and the size cap.
  */
 import t from 'tap';
+import { serializeError } from '../../../src/core/logger.ts';
+import { FakeWecom } from '../../helpers/fake-wecom.ts';
 import { parseExposition, valueOf } from '../../helpers/prom-text.ts';
 import { CORP, ECARD, rejection, SECRET, setup } from './helpers.ts';
 
@@ -211,4 +213,17 @@ t.test('WecomApi: a malformed errcode is a bad response, not a success, when WeC
   errcode = '60011';
   const e = await rejection(t, s.api.call('ecard', '/cgi-bin/user/get'));
   t.equal(e['errcode'], 60011, 'a numeric string is read as its number');
+});
+
+t.test('WecomApi: an unreachable WeCom is a clear error without the URL when nothing listens at api_base', async (t) => {
+  const closed = await FakeWecom.start(t);
+  const url = closed.url;
+  await closed.close();
+  const s = await setup(t, { wecom: { ...ECARD, api_base: url } });
+  const e = await rejection(t, s.api.call('ecard', '/cgi-bin/user/get'));
+  t.equal(e['code'], 'WG_WECOM_UNREACHABLE');
+  t.match(e['message'], /ecard: \/cgi-bin\/gettoken: WeCom could not be reached \(ECONNREFUSED\)/);
+  const logged = s.logs.text() + JSON.stringify(serializeError(e));
+  t.notOk(logged.includes(SECRET), 'no secret in the error or the log');
+  t.notOk(logged.includes('corpsecret='), 'no URL with the secret parameter');
 });
