@@ -7,6 +7,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Registry } from 'prom-client';
 import type { Config } from './config/schema.ts';
+import { createEgress, type Egress } from './egress/index.ts';
 import { LiveList } from './core/live-list.ts';
 import type { Logger } from './core/logger.ts';
 import { createMetrics, type Metrics } from './metrics/metrics.ts';
@@ -45,6 +46,8 @@ export interface Gateway {
   /** Re-read the certificate files; a broken new certificate keeps the old one (logged and counted, never rejects). */
   reloadCertificates(): Promise<void>;
   readonly metrics: Metrics;
+  /** The egress profiles in use (a reload that changes the `egress` section replaces them). */
+  readonly egress: Egress;
   /** Graceful: readyz 503, stop accepting, drain until the deadline, then close everything. Idempotent. */
   close(opts?: { drainTimeoutMs?: number }): Promise<void>;
 }
@@ -80,8 +83,10 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
     });
   };
 
-  const buildSite = async (c: Config): Promise<Site> => {
-    const proxy = createProxy({ routes: c.routes, logger, metrics });
+  const makeEgress = (c: Config) => createEgress({ profiles: c.egress, logger, metrics, ...(deps.now ? { now: deps.now } : {}) });
+
+  const buildSite = async (c: Config, eg: Egress): Promise<Site> => {
+    const proxy = createProxy({ routes: c.routes, logger, metrics, egress: (name) => eg.profile(name) });
     let verifyFiles: Site['verifyFiles'];
     try {
       verifyFiles = c.verify_files
@@ -109,12 +114,15 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
   };
 
   if (config.listen.https && !config.tls) throw new Error('listen.https is set but tls.certs is missing');
-  let certStore = await makeCertStore(config);
+  let egress = await makeEgress(config);
+  let certStore: CertStore | undefined;
   let site: Site;
   try {
-    site = await buildSite(config);
+    certStore = await makeCertStore(config);
+    site = await buildSite(config, egress);
   } catch (e) {
     certStore?.close();
+    await egress.close();
     throw e;
   }
 
@@ -199,14 +207,18 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
     if (closing) throw new Error('gateway is shutting down');
     let nextCerts: CertStore | undefined;
     let nextSite: Site;
+    const egressChanged = JSON.stringify(next.egress) !== JSON.stringify(config.egress);
+    let nextEgress = egress;
     const tlsChanged = JSON.stringify(next.tls?.certs) !== JSON.stringify(config.tls?.certs) || next.tls?.watch !== config.tls?.watch;
     try {
       if (next.listen.https && !next.tls && !certStore) throw new Error('listen.https is set but tls.certs is missing');
-      if (tlsChanged && next.tls) nextCerts = await makeCertStore(next);
+      if (egressChanged) nextEgress = await makeEgress(next);
       try {
-        nextSite = await buildSite(next);
+        if (tlsChanged && next.tls) nextCerts = await makeCertStore(next);
+        nextSite = await buildSite(next, nextEgress);
       } catch (e) {
         nextCerts?.close();
+        if (nextEgress !== egress) await nextEgress.close();
         throw e;
       }
     } catch (e) {
@@ -236,6 +248,12 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
     site = nextSite;
     config = next;
     for (const s of publicServers()) applyTimeouts(s, timeoutsOf(next));
+    if (nextEgress !== egress) {
+      // The retired proxies own their pools and agents; the old profiles' timers and dispatchers go.
+      const oldEgress = egress;
+      egress = nextEgress;
+      oldEgress.close().catch((e: unknown) => logger.warn({ err: e }, 'closing the previous egress profiles failed'));
+    }
     old.verifyFiles?.close();
     if (old.inflight === 0) closeSite(old);
     else retired.add(old);
@@ -279,6 +297,7 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
     await Promise.allSettled([site, ...retired].map((s) => s.proxy.close()));
     retired.clear();
     certStore?.close();
+    await egress.close();
     if (adminServer) await closeServer(adminServer);
     // The last requests' lines, if their turn has not ended yet.
     pipeline.flushAccessLog();
@@ -299,6 +318,9 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
       if (certStore && !closing) await certStore.reload();
     },
     metrics,
+    get egress() {
+      return egress;
+    },
     close(opts) {
       closePromise ??= closeNow(opts?.drainTimeoutMs ?? config.shutdown.drain_timeout_ms);
       return closePromise;

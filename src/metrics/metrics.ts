@@ -24,6 +24,10 @@ export interface Metrics {
   readonly certReloads: Counter<'result'>;
   readonly verifyFiles: Gauge;
   readonly rejectedRequests: Counter<'code'>;
+  /** 1 while an egress profile's IP echo shows another public IP than its expected_ip, 0 when it matches. */
+  readonly egressIpMismatch: Gauge<'profile'>;
+  /** IP-echo checks by profile and result (match, mismatch, no_expected_ip, error). */
+  readonly egressChecks: Counter<'profile' | 'result'>;
 }
 
 export interface MetricsOptions {
@@ -91,6 +95,18 @@ export function createMetrics({ registry, processMetrics = true }: MetricsOption
       name: 'wegate_rejected_requests_total',
       help: 'Requests refused before routing, by error code (bad host, bad path, bad header …).',
       labelNames: ['code'],
+      registers,
+    }),
+    egressIpMismatch: new Gauge({
+      name: 'wegate_egress_ip_mismatch',
+      help: 'Per egress profile: 1 when the public IP seen by its IP echo differs from expected_ip (WeCom will answer 60020), 0 when it matches.',
+      labelNames: ['profile'],
+      registers,
+    }),
+    egressChecks: new Counter({
+      name: 'wegate_egress_check_total',
+      help: 'IP-echo checks of the egress profiles, by profile and result (match, mismatch, no_expected_ip, error).',
+      labelNames: ['profile', 'result'],
       registers,
     }),
   };
