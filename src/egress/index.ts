@@ -161,7 +161,7 @@ export async function createEgress(deps: EgressDeps): Promise<Egress> {
     }
 
     const makeDispatcher = (tls: EgressTls = {}): Dispatcher => {
-      const { Agent, Pool, ProxyAgent } = undici();
+      const { Agent, Pool, ProxyAgent, connect: connectApi } = undici();
       const connectTimeout = tls.connectTimeoutMs ?? DEFAULT_CONNECT_MS;
       const tlsOptions = {
         ...(tls.ca !== undefined ? { ca: tls.ca as string | Buffer | (string | Buffer)[] } : {}),
@@ -186,8 +186,13 @@ export async function createEgress(deps: EgressDeps): Promise<Egress> {
           // the proxy sees no request, and a refusal is an error instead of the proxy's error page.
           proxyTunnel: true,
           // The connection to the proxy leaves from the local address (the same Client option as above).
+          // ProxyAgent opens its tunnels with this client's connect() method, which undici's index
+          // copies onto Dispatcher.prototype; without that index loaded (src/egress/undici.ts) the
+          // client needs the API function of its own.
           clientFactory: (url, opts) =>
-            new Pool(url, { ...(opts as Pool.Options), ...(localAddress !== undefined ? { localAddress } : {}) }),
+            Object.assign(new Pool(url, { ...(opts as Pool.Options), ...(localAddress !== undefined ? { localAddress } : {}) }), {
+              connect: connectApi,
+            }),
           proxyTls: { timeout: connectTimeout, ...(family !== undefined ? { family } : {}) },
           requestTls: { timeout: connectTimeout, ...tlsOptions },
         });

@@ -7,13 +7,24 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { type Dispatcher, request } from 'undici';
+import { createRequire } from 'node:module';
+import type { Dispatcher } from 'undici';
 import { startForwardProxy } from '../helpers/forward-proxy.ts';
 import { explainEgressError } from '../../src/egress/index.ts';
+import { undici } from '../../src/egress/undici.ts';
 import { buildEgress, CA, startWhoAmI } from './helpers.ts';
 
+t.test("egress dispatcher: runs without undici's index when the gateway never loads it", async (t) => {
+  const require = createRequire(import.meta.url);
+  t.notOk(require.cache[require.resolve('undici')], 'undici/index.js is not loaded in this test process');
+});
+
+// undici's own request(), by the path src/egress loads it: importing undici's index here would copy
+// the API methods onto Dispatcher.prototype and hide a dispatcher that needs them (as the gateway
+// process never loads that index).
 async function whoSees(d: Dispatcher, url: string): Promise<string> {
-  const res = await request(url, { dispatcher: d });
+  const { origin, pathname } = new URL(url);
+  const res = await undici().request.call(d, { origin, path: pathname, method: 'GET' });
   const body = await res.body.text();
   if (res.statusCode !== 200) throw new Error(`HTTP ${res.statusCode}: ${body}`);
   return body;

@@ -28,8 +28,10 @@ export interface WhoAmI {
   readonly port: number;
   /** "http(s)://127.0.0.1:<port>" */
   readonly url: string;
-  /** Source addresses of the connections seen, in order. */
+  /** Source addresses of the requests and WebSockets seen, in order. */
   readonly seen: string[];
+  /** TCP connections accepted so far. */
+  readonly connections: () => number;
 }
 
 const plain = (a: string | undefined) => (a ?? '').replace(/^::ffff:/, '');
@@ -52,6 +54,8 @@ export async function startWhoAmI(t: Teardown, opts: { tls?: boolean; answer?: (
     seen.push(address);
     ws.send(address);
   });
+  let connections = 0;
+  server.on('connection', () => connections++);
   server.listen(0, '0.0.0.0');
   await once(server, 'listening');
   t.teardown(() => {
@@ -61,7 +65,7 @@ export async function startWhoAmI(t: Teardown, opts: { tls?: boolean; answer?: (
     server.close();
   });
   const port = (server.address() as AddressInfo).port;
-  return { server, port, url: `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}`, seen };
+  return { server, port, url: `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}`, seen, connections: () => connections };
 }
 
 export interface Built {
