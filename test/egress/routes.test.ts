@@ -93,3 +93,28 @@ t.test('egress routes: the client gets 502 and the log names the proxy refusal w
   t.match(gw.logs.text(), /refused the tunnel to 127\.0\.0\.1:\d+ with HTTP 40[17]: proxy authentication failed/);
   t.same(plain.seen, [], 'nothing reached the upstream');
 });
+
+t.test('egress routes: a reload that changes a profile applies it, and one whose address is not on this host keeps the old', async (t) => {
+  const plain = await startWhoAmI(t);
+  const config = (address: string) =>
+    makeConfig({
+      listen: LOOPBACK,
+      admin: ADMIN,
+      egress: { out: { local_address: address } },
+      routes: [{ name: 'r', host: 'r.test', upstream: plain.url, egress: 'out' }],
+    });
+  const gw = await startGateway(t, config('127.0.0.2'));
+  t.equal((await send(gw.httpPort, 'r.test')).body, '127.0.0.2');
+  const before = gw.gw.egress;
+  await gw.gw.reload(config('127.0.0.3'));
+  t.not(gw.gw.egress, before, 'the profiles were replaced');
+  t.equal(gw.gw.egress.profile('out')?.localAddress, '127.0.0.3');
+  t.equal((await send(gw.httpPort, 'r.test')).body, '127.0.0.3', 'new requests leave from the new address');
+  const current = gw.gw.egress;
+  await t.rejects(gw.gw.reload(config('192.0.2.55')), /egress\.out\.local_address: must be an address of this host[^]*192\.0\.2\.55/);
+  t.equal(gw.gw.egress, current, 'the running profiles stay');
+  t.equal((await send(gw.httpPort, 'r.test')).body, '127.0.0.3');
+  // Same egress section: the profiles (and their timers) are kept.
+  await gw.gw.reload(config('127.0.0.3'));
+  t.equal(gw.gw.egress, current);
+});
