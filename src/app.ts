@@ -7,9 +7,9 @@ import type { Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Registry } from 'prom-client';
 import type { Config } from './config/schema.ts';
-import { createEgress, type Egress } from './egress/index.ts';
 import { LiveList } from './core/live-list.ts';
 import type { Logger } from './core/logger.ts';
+import { createEgress, type Egress } from './egress/index.ts';
 import { createMetrics, type Metrics } from './metrics/metrics.ts';
 import { createProxy } from './proxy/index.ts';
 import { createAdminServer } from './server/admin.ts';
@@ -46,7 +46,10 @@ export interface Gateway {
   /** Re-read the certificate files; a broken new certificate keeps the old one (logged and counted, never rejects). */
   reloadCertificates(): Promise<void>;
   readonly metrics: Metrics;
-  /** The egress profiles in use (a reload that changes the `egress` section replaces them). */
+  /**
+   * The egress profiles in use. A reload that changes the `egress` section replaces them and closes
+   * the old ones (their dispatchers too): hold the Gateway, not a profile, across reloads.
+   */
   readonly egress: Egress;
   /** Graceful: readyz 503, stop accepting, drain until the deadline, then close everything. Idempotent. */
   close(opts?: { drainTimeoutMs?: number }): Promise<void>;

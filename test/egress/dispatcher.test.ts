@@ -52,6 +52,14 @@ t.test('egress dispatcher: the server sees the pinned local address when local_a
   t.same(who.seen, ['127.0.0.2', '127.0.0.3', '127.0.0.1']);
 });
 
+t.test('egress dispatcher: an IPv6 local address pins family 6 when local_address is ::1', async (t) => {
+  const who = await startWhoAmI(t, { tls: true, host: '::' });
+  const { egress } = await buildEgress(t, { v6: { local_address: '::1' } });
+  const v6 = egress.profile('v6');
+  t.equal(v6?.family, 6);
+  t.equal(await whoSees(v6?.createDispatcher({ ca: CA }) as Dispatcher, `https://[::1]:${who.port}/`), '::1');
+});
+
 t.test('egress dispatcher: a TLS error is reported when the private CA is not given', async (t) => {
   const who = await startWhoAmI(t, { tls: true });
   const { egress } = await buildEgress(t, { two: { local_address: '127.0.0.2' } });

@@ -37,7 +37,10 @@ export interface WhoAmI {
 const plain = (a: string | undefined) => (a ?? '').replace(/^::ffff:/, '');
 
 /** Answers `<source address>` to any request, and sends it on any WebSocket it accepts. */
-export async function startWhoAmI(t: Teardown, opts: { tls?: boolean; answer?: (address: string) => string } = {}): Promise<WhoAmI> {
+export async function startWhoAmI(
+  t: Teardown,
+  opts: { tls?: boolean; answer?: (address: string) => string; host?: string } = {},
+): Promise<WhoAmI> {
   const seen: string[] = [];
   const handler = (req: IncomingMessage, res: ServerResponse) => {
     const address = plain(req.socket.remoteAddress);
@@ -56,7 +59,7 @@ export async function startWhoAmI(t: Teardown, opts: { tls?: boolean; answer?: (
   });
   let connections = 0;
   server.on('connection', () => connections++);
-  server.listen(0, '0.0.0.0');
+  server.listen(0, opts.host ?? '0.0.0.0');
   await once(server, 'listening');
   t.teardown(() => {
     for (const c of wss.clients) c.terminate();
