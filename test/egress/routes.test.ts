@@ -4,10 +4,14 @@
  * (tinyproxy bound to 127.0.0.3) for a proxy profile; a route without `egress` still leaves from
  * 127.0.0.1.
  */
+import { Registry } from 'prom-client';
 import t from 'tap';
 import { WebSocket } from 'ws';
 import { ADMIN, LOOPBACK, makeConfig, send, startGateway } from '../helpers/gateway.ts';
 import { startForwardProxy } from '../helpers/forward-proxy.ts';
+import { createLogger } from '../../src/core/logger.ts';
+import { createMetrics } from '../../src/metrics/metrics.ts';
+import { createProxy } from '../../src/proxy/index.ts';
 import { startWhoAmI } from './helpers.ts';
 
 /** The first message of a WebSocket opened through the gateway with this Host. */
@@ -117,4 +121,16 @@ t.test('egress routes: a reload that changes a profile applies it, and one whose
   // Same egress section: the profiles (and their timers) are kept.
   await gw.gw.reload(config('127.0.0.3'));
   t.equal(gw.gw.egress, current);
+});
+
+t.test('createProxy: throws naming the route when its egress profile does not exist', async (t) => {
+  const metrics = createMetrics({ registry: new Registry(), processMetrics: false });
+  const logger = createLogger({ level: 'silent', destination: { write: () => undefined } });
+  const routes = makeConfig({
+    listen: LOOPBACK,
+    egress: { out: {} },
+    routes: [{ name: 'r', upstream: 'http://127.0.0.1:9', egress: 'out' }],
+  }).routes;
+  t.throws(() => createProxy({ routes, logger, metrics }), /route "r": egress profile "out" is not defined/);
+  t.throws(() => createProxy({ routes, logger, metrics, egress: () => undefined }), /route "r": egress profile "out" is not defined/);
 });
