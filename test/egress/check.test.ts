@@ -57,7 +57,8 @@ ${route}`;
 
 function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const p = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // Bounded: a `serve` that wrongly starts is killed instead of outliving the test.
+    const p = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], timeout: 15_000, killSignal: 'SIGKILL' });
     let stdout = '';
     let stderr = '';
     p.stdout.on('data', (d) => (stdout += d));
