@@ -8,7 +8,7 @@
  * then writes the headers object as it is: on a 101, or on a refusal (302, 401 …) that it relays and
  * closes.
  */
-import type { ClientRequest, IncomingMessage } from 'node:http';
+import type { Agent, ClientRequest, IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ProxyServer } from 'http-proxy-3';
@@ -161,7 +161,16 @@ export class WebSocketProxy {
     return (socket as Duplex & Tagged)[kSession]?.status;
   }
 
-  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, ctx: RequestContext, route: CompiledRoute, path: string): void {
+  /** `agent`: the route's egress (src/egress), else http-proxy-3 connects directly. */
+  upgrade(
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    ctx: RequestContext,
+    route: CompiledRoute,
+    path: string,
+    agent?: Agent,
+  ): void {
     socket.on('error', (err) => this.#logger.debug({ req_id: ctx.id, route: route.name, err }, 'websocket client socket error'));
     const upgradeHeader = req.headers.upgrade;
     if (!route.websocket || req.method !== 'GET' || typeof upgradeHeader !== 'string' || upgradeHeader.toLowerCase() !== 'websocket') {
@@ -198,6 +207,7 @@ export class WebSocketProxy {
       prependPath: false,
       connectTimeout: route.connectMs,
       ...(route.ca !== undefined ? { ca: route.ca } : {}),
+      ...(agent !== undefined ? { agent } : {}),
     };
     try {
       this.#server.ws(req, socket, head, options, (err) => this.#onError(session, err));
