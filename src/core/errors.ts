@@ -54,7 +54,7 @@ export const ERRORS = {
     en: 'The callback signature (msg_signature) is not valid',
     zh: '回调签名（msg_signature）校验失败',
   },
-  WG_CALLBACK_BAD_BASE64: { status: 400, en: 'The callback ciphertext is not valid base64', zh: '回调密文不是合法的 Base64' },
+  WG_CALLBACK_BAD_ENCODING: { status: 400, en: 'The callback ciphertext is not valid base64', zh: '回调密文不是合法的 Base64' },
   WG_CALLBACK_BAD_LENGTH: {
     status: 400,
     en: 'The callback ciphertext or message length is out of bounds',

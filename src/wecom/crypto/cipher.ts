@@ -121,16 +121,16 @@ export function createCallbackCipher(options: CallbackCipherOptions): CallbackCi
   }
 
   function decrypt(ciphertext: string): Decrypted {
-    if (typeof ciphertext !== 'string') throw new CallbackCryptoError('WG_CALLBACK_BAD_BASE64', 'ciphertext is not a string');
+    if (typeof ciphertext !== 'string') throw new CallbackCryptoError('WG_CALLBACK_BAD_ENCODING', 'ciphertext is not a string');
     // Length bounds before the character scan and before any Buffer is made.
     const n = ciphertext.length;
     if (n < 44) throw badLength(`ciphertext too short: ${n} base64 characters, at least 44`);
     if (n > maxChars) throw badLength(`ciphertext too long: ${n} base64 characters, at most ${maxChars}`);
     // Buffer.from(…, 'base64') skips invalid characters, accepts base64url and stops at the first
     // "=": check the alphabet strictly first (no whitespace: a space is the `+` of a value decoded twice).
-    if (n % 4 !== 0) throw new CallbackCryptoError('WG_CALLBACK_BAD_BASE64', `ciphertext length ${n} is not a multiple of 4`);
+    if (n % 4 !== 0) throw new CallbackCryptoError('WG_CALLBACK_BAD_ENCODING', `ciphertext length ${n} is not a multiple of 4`);
     if (!isStrictBase64(ciphertext)) {
-      throw new CallbackCryptoError('WG_CALLBACK_BAD_BASE64', 'ciphertext has characters outside base64 (A-Z a-z 0-9 + / and final =)');
+      throw new CallbackCryptoError('WG_CALLBACK_BAD_ENCODING', 'ciphertext has characters outside base64 (A-Z a-z 0-9 + / and final =)');
     }
     const eq = ciphertext.charCodeAt(n - 1) !== 61 ? 0 : ciphertext.charCodeAt(n - 2) !== 61 ? 1 : 2;
     const size = (n / 4) * 3 - eq;

@@ -9,7 +9,7 @@ import { GatewayError } from '../../core/errors.ts';
 
 export type CallbackCryptoCode =
   | 'WG_CALLBACK_BAD_SIGNATURE'
-  | 'WG_CALLBACK_BAD_BASE64'
+  | 'WG_CALLBACK_BAD_ENCODING'
   | 'WG_CALLBACK_BAD_LENGTH'
   | 'WG_CALLBACK_BAD_PADDING'
   | 'WG_CALLBACK_BAD_RECEIVE_ID';

@@ -136,21 +136,21 @@ t.test('CallbackCipher.verify: refuses msg_signature shapes when they are not th
 t.test('CallbackCipher.decrypt: rejects ciphertexts that are not strict base64 when characters or padding are off', async (t) => {
   const good: string = SAMPLE.get.echostr; // 88 characters, ends in ==
   const cases: { name: string; ciphertext: unknown; code: CallbackCryptoCode }[] = [
-    { name: 'space where a + was', ciphertext: good.replaceAll('+', ' '), code: 'WG_CALLBACK_BAD_BASE64' },
-    { name: 'base64url alphabet', ciphertext: good.replaceAll('+', '-').replaceAll('/', '_'), code: 'WG_CALLBACK_BAD_BASE64' },
+    { name: 'space where a + was', ciphertext: good.replaceAll('+', ' '), code: 'WG_CALLBACK_BAD_ENCODING' },
+    { name: 'base64url alphabet', ciphertext: good.replaceAll('+', '-').replaceAll('/', '_'), code: 'WG_CALLBACK_BAD_ENCODING' },
     {
       name: 'a newline inside (length multiple of 4)',
       ciphertext: good.slice(0, 40) + '\n' + good.slice(41),
-      code: 'WG_CALLBACK_BAD_BASE64',
+      code: 'WG_CALLBACK_BAD_ENCODING',
     },
-    { name: 'CRLF appended', ciphertext: good + '\r\n\r\n', code: 'WG_CALLBACK_BAD_BASE64' },
-    { name: 'still percent-encoded', ciphertext: good.replace('/', '%2F').slice(0, 88), code: 'WG_CALLBACK_BAD_BASE64' },
-    { name: '= in the middle', ciphertext: good.slice(0, 40) + '=' + good.slice(41), code: 'WG_CALLBACK_BAD_BASE64' },
-    { name: 'three = at the end', ciphertext: good.slice(0, 85) + '===', code: 'WG_CALLBACK_BAD_BASE64' },
-    { name: 'length not a multiple of 4', ciphertext: good.slice(0, 87), code: 'WG_CALLBACK_BAD_BASE64' },
-    { name: 'a NUL character', ciphertext: good.slice(0, 40) + '\u0000' + good.slice(41), code: 'WG_CALLBACK_BAD_BASE64' },
-    { name: 'full-width letters', ciphertext: good.slice(0, 40) + 'Ａ' + good.slice(41), code: 'WG_CALLBACK_BAD_BASE64' },
-    { name: 'not a string', ciphertext: 42, code: 'WG_CALLBACK_BAD_BASE64' },
+    { name: 'CRLF appended', ciphertext: good + '\r\n\r\n', code: 'WG_CALLBACK_BAD_ENCODING' },
+    { name: 'still percent-encoded', ciphertext: good.replace('/', '%2F').slice(0, 88), code: 'WG_CALLBACK_BAD_ENCODING' },
+    { name: '= in the middle', ciphertext: good.slice(0, 40) + '=' + good.slice(41), code: 'WG_CALLBACK_BAD_ENCODING' },
+    { name: 'three = at the end', ciphertext: good.slice(0, 85) + '===', code: 'WG_CALLBACK_BAD_ENCODING' },
+    { name: 'length not a multiple of 4', ciphertext: good.slice(0, 87), code: 'WG_CALLBACK_BAD_ENCODING' },
+    { name: 'a NUL character', ciphertext: good.slice(0, 40) + '\u0000' + good.slice(41), code: 'WG_CALLBACK_BAD_ENCODING' },
+    { name: 'full-width letters', ciphertext: good.slice(0, 40) + 'Ａ' + good.slice(41), code: 'WG_CALLBACK_BAD_ENCODING' },
+    { name: 'not a string', ciphertext: 42, code: 'WG_CALLBACK_BAD_ENCODING' },
     { name: 'empty', ciphertext: '', code: 'WG_CALLBACK_BAD_LENGTH' },
     { name: '43 characters', ciphertext: good.slice(0, 43), code: 'WG_CALLBACK_BAD_LENGTH' },
     {

@@ -45,7 +45,7 @@ t.test('CallbackCipher: rejects an echostr whose + became a space when the query
   t.not(twice, once, 'a second form-decoding changes the value');
   t.match(twice, / /, 'the + became a space');
   t.notOk(cipher.verify(SAMPLE.get.msgSignature, SAMPLE.get.timestamp, SAMPLE.get.nonce, twice), 'signature fails');
-  t.throws(() => cipher.decrypt(twice), { code: 'WG_CALLBACK_BAD_BASE64' }, 'decrypt names the encoding, never skips the space');
+  t.throws(() => cipher.decrypt(twice), { code: 'WG_CALLBACK_BAD_ENCODING' }, 'decrypt names the encoding, never skips the space');
   t.equal(decodeURIComponent(SAMPLE.get.query.split('echostr=')[1]!), once, 'decodeURIComponent once agrees with URLSearchParams');
 });
 
