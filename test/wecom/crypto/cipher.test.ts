@@ -150,6 +150,11 @@ t.test('CallbackCipher.decrypt: rejects ciphertexts that are not strict base64 w
     { name: 'length not a multiple of 4', ciphertext: good.slice(0, 87), code: 'WG_CALLBACK_BAD_ENCODING' },
     { name: 'a NUL character', ciphertext: good.slice(0, 40) + '\u0000' + good.slice(41), code: 'WG_CALLBACK_BAD_ENCODING' },
     { name: 'full-width letters', ciphertext: good.slice(0, 40) + 'Ａ' + good.slice(41), code: 'WG_CALLBACK_BAD_ENCODING' },
+    {
+      name: 'non-canonical final character (Q → R, the same bytes)',
+      ciphertext: good.slice(0, 85) + 'R==',
+      code: 'WG_CALLBACK_BAD_ENCODING',
+    },
     { name: 'not a string', ciphertext: 42, code: 'WG_CALLBACK_BAD_ENCODING' },
     { name: 'empty', ciphertext: '', code: 'WG_CALLBACK_BAD_LENGTH' },
     { name: '43 characters', ciphertext: good.slice(0, 43), code: 'WG_CALLBACK_BAD_LENGTH' },
