@@ -49,6 +49,27 @@ export const ERRORS = {
   },
   WG_WECOM_NOT_READY: { status: 503, en: 'The WeCom app is not authorised yet', zh: '企业微信应用尚未完成授权' },
   WG_WECOM_ERROR: { status: 502, en: 'WeCom answered with an error', zh: '企业微信接口返回错误' },
+  WG_CALLBACK_BAD_SIGNATURE: {
+    status: 403,
+    en: 'The callback signature (msg_signature) is not valid',
+    zh: '回调签名（msg_signature）校验失败',
+  },
+  WG_CALLBACK_BAD_ENCODING: { status: 400, en: 'The callback ciphertext is not valid base64', zh: '回调密文不是合法的 Base64' },
+  WG_CALLBACK_BAD_LENGTH: {
+    status: 400,
+    en: 'The callback ciphertext or message length is out of bounds',
+    zh: '回调密文或消息长度超出范围',
+  },
+  WG_CALLBACK_BAD_PADDING: {
+    status: 400,
+    en: 'The callback ciphertext does not decrypt to valid padding (wrong EncodingAESKey?)',
+    zh: '回调密文解密后填充无效（EncodingAESKey 是否正确？）',
+  },
+  WG_CALLBACK_BAD_RECEIVE_ID: {
+    status: 403,
+    en: 'The callback is addressed to a receiveid not configured for this callback URL',
+    zh: '回调的 receiveid 不在此回调地址配置的范围内',
+  },
   WG_SHUTTING_DOWN: { status: 503, en: 'The gateway is restarting, please retry', zh: '网关正在重启，请稍后重试' },
   WG_INTERNAL: { status: 500, en: 'Internal gateway error', zh: '网关内部错误' },
 } as const satisfies Record<string, ErrorSpec>;
