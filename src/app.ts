@@ -9,6 +9,7 @@ import type { Registry } from 'prom-client';
 import type { Config } from './config/schema.ts';
 import { LiveList } from './core/live-list.ts';
 import type { Logger } from './core/logger.ts';
+import { createIncidents, type Incidents } from './diagnostics/index.ts';
 import { createMetrics, type Metrics } from './metrics/metrics.ts';
 import { createProxy } from './proxy/index.ts';
 import { createAdminServer } from './server/admin.ts';
@@ -16,6 +17,8 @@ import { applyTimeouts, createPublicServer, type ListenerTimeouts, listenOn } fr
 import { createPipeline, type Site } from './server/pipeline.ts';
 import { type CertStore, createCertStore } from './server/tls.ts';
 import { createVerifyFiles } from './verify-files/index.ts';
+import { createDirectWecomEgress } from './wecom/api/direct-egress.ts';
+import { createWecomApi, type WecomApi, type WecomEgress } from './wecom/api/index.ts';
 
 export interface GatewayDeps {
   readonly logger: Logger;
@@ -27,6 +30,10 @@ export interface GatewayDeps {
   readonly now?: () => number;
   /** Quiet time after a certificate file event before reloading (default 250 ms). */
   readonly certWatchDebounceMs?: number;
+  /** The egress WeCom calls leave through (src/egress/ builds it); default a direct undici Agent. */
+  readonly wecomEgress?: WecomEgress;
+  /** Environment for `secret: { env: … }` (cli/ passes process.env). */
+  readonly env?: Readonly<Record<string, string | undefined>>;
 }
 
 export interface ListenAddresses {
@@ -45,6 +52,10 @@ export interface Gateway {
   /** Re-read the certificate files; a broken new certificate keeps the old one (logged and counted, never rejects). */
   reloadCertificates(): Promise<void>;
   readonly metrics: Metrics;
+  /** The WeCom API client, when the config has a `wecom:` section (built once; a reload keeps it). */
+  readonly wecom: WecomApi | undefined;
+  /** Recent incidents (60020 …) for /diagnostics. */
+  readonly incidents: Incidents;
   /** Graceful: readyz 503, stop accepting, drain until the deadline, then close everything. Idempotent. */
   close(opts?: { drainTimeoutMs?: number }): Promise<void>;
 }
@@ -62,6 +73,16 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
   const { logger, registry } = deps;
   const metrics = createMetrics({ registry, processMetrics: deps.processMetrics ?? true });
   let config = initial;
+  const incidents = createIncidents({ clock: deps.now ?? Date.now, logger, metrics });
+  const wecomDirect = initial.wecom && !deps.wecomEgress ? createDirectWecomEgress(initial.wecom) : undefined;
+  let wecom: WecomApi | undefined;
+  try {
+    const egress = deps.wecomEgress ?? wecomDirect?.egress;
+    if (initial.wecom && egress) wecom = createWecomApi({ config: initial.wecom, egress, logger, metrics, incidents, env: deps.env ?? {} });
+  } catch (e) {
+    await wecomDirect?.close();
+    throw e;
+  }
 
   const httpsServers = new Set<Server>();
   const makeCertStore = (c: Config): Promise<CertStore> | undefined => {
@@ -279,6 +300,8 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
     await Promise.allSettled([site, ...retired].map((s) => s.proxy.close()));
     retired.clear();
     certStore?.close();
+    await wecom?.close();
+    await wecomDirect?.close();
     if (adminServer) await closeServer(adminServer);
     // The last requests' lines, if their turn has not ended yet.
     pipeline.flushAccessLog();
@@ -299,6 +322,8 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
       if (certStore && !closing) await certStore.reload();
     },
     metrics,
+    wecom,
+    incidents,
     close(opts) {
       closePromise ??= closeNow(opts?.drainTimeoutMs ?? config.shutdown.drain_timeout_ms);
       return closePromise;

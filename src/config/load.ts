@@ -9,6 +9,7 @@ import { readFile } from 'node:fs/promises';
 import { hostProblem, type ListenAddress, normaliseHost, parseListenAddress, parseUpstream } from '../core/addresses.ts';
 import { parseTarget } from '../core/http.ts';
 import { type Config, ConfigSchema } from './schema.ts';
+import { checkWecom } from './wecom-check.ts';
 import {
   type CheckContext,
   type ConfigProblem,
@@ -105,6 +106,7 @@ function checkConfig(data: unknown, ctx: CheckContext): void {
   checkCerts(data, ctx);
   checkRoutes(data, ctx);
   normaliseHosts(data, ctx);
+  checkWecom(data, ctx);
 }
 
 function checkListeners(data: Obj, ctx: CheckContext): void {

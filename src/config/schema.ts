@@ -100,6 +100,109 @@ export const RouteSchema = Type.Object(
   { additionalProperties: false, description: 'One mapping from a public host/path prefix to an upstream.' },
 );
 
+/** Where a secret comes from: a file (its content, trailing newline removed) or an environment variable; never inline. */
+export const SecretRefSchema = Type.Object(
+  {
+    file: Type.Optional(Type.String({ ...FilePath, description: 'File holding the secret (mode 0600, owned by the wegate user).' })),
+    env: Type.Optional(
+      Type.String({
+        pattern: '^[A-Za-z_][A-Za-z0-9_]*$',
+        patternErrorMessage: 'must be an environment variable name such as "WEGATE_ECARD_SECRET"',
+        description: 'Environment variable holding the secret.',
+      }),
+    ),
+  },
+  { additionalProperties: false, description: 'A secret read at start-up from `file` or `env` (exactly one); never written inline.' },
+);
+
+const WecomName = Type.String({
+  pattern: '^[A-Za-z0-9_.-]{1,64}$',
+  patternErrorMessage: 'must be 1 to 64 letters, digits, "_", "." or "-"',
+  description: 'Name used in logs, metrics and /diagnostics.',
+});
+
+const CorpId = Type.String({
+  pattern: '^[A-Za-z0-9_-]{1,64}$',
+  patternErrorMessage: 'must be a WeCom corp id such as "ww0123456789abcdef" (我的企业 › 企业信息 › 企业ID)',
+  description: 'WeCom corp id (企业ID).',
+});
+
+export const WecomAppSchema = Type.Object(
+  {
+    name: WecomName,
+    kind: Type.Union([Type.Literal('self_built'), Type.Literal('authorized'), Type.Literal('third_party')], {
+      default: 'self_built',
+      description:
+        'self_built: 自建应用 (gettoken with corp id + app secret); authorized: 代开发应用 (gettoken with the authorising corp id + the permanent code); third_party: 第三方应用 (suite_access_token → get_corp_token).',
+    }),
+    corp_id: Type.Optional({ ...CorpId, description: 'The corp that owns or authorised the app; default wecom.corp_id.' }),
+    agent_id: Type.Optional(Type.Integer({ minimum: 1, description: 'AgentId of the app (应用管理 › 应用 › AgentId).' })),
+    secret: Type.Optional({
+      ...SecretRefSchema,
+      description:
+        'self_built: the app Secret; authorized / third_party: the permanent code (永久授权码), unless it comes from the state store through `suite`.',
+    }),
+    suite: Type.Optional(
+      Type.String({ ...WecomName, description: 'Name of the entry in wecom.suites (third_party: the suite; authorized: the 代开发 template).' }),
+    ),
+  },
+  { additionalProperties: false, description: 'One WeCom app whose API wegate calls.' },
+);
+
+export const WecomSuiteSchema = Type.Object(
+  {
+    name: WecomName,
+    kind: Type.Union([Type.Literal('third_party'), Type.Literal('template')], {
+      default: 'third_party',
+      description: 'third_party: 第三方应用 suite; template: 代开发应用模板 (suite id "dk…").',
+    }),
+    suite_id: Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$', patternErrorMessage: 'must be a suite id such as "ww…" or "dk…"' }),
+    secret: { ...SecretRefSchema, description: 'The suite / template Secret (服务商管理后台 › 应用管理 › <应用> › Secret).' },
+  },
+  { additionalProperties: false, description: 'A third-party suite or 代开发 template (its suite_ticket arrives through the callbacks).' },
+);
+
+export const WecomSchema = Type.Object(
+  {
+    api_base: Type.String({
+      pattern: '^[Hh][Tt][Tt][Pp][Ss]?://[^/?#]+/?$',
+      patternErrorMessage: 'must be an origin such as "https://qyapi.weixin.qq.com"',
+      default: 'https://qyapi.weixin.qq.com',
+      description: 'WeCom API origin; change it only for tests or a demo fake.',
+    }),
+    egress: Type.Optional(Type.String({ minLength: 1, description: 'Name of the egress profile every WeCom call leaves through.' })),
+    ca_file: Type.Optional(Type.String({ ...FilePath, description: 'PEM CA bundle trusted for api_base instead of the system CAs (a test or demo fake only).' })),
+    corp_id: Type.Optional({ ...CorpId, description: 'The school\'s corp id (企业ID), the default for its apps.' }),
+    timeouts: Type.Object(
+      {
+        connect_ms: Ms(3_000, 'TCP+TLS connect timeout towards WeCom.'),
+        response_ms: Ms(10_000, 'Time allowed for the whole WeCom answer once connected.'),
+      },
+      { additionalProperties: false, default: {}, description: 'Timeouts of WeCom API calls.' },
+    ),
+    max_response_bytes: Type.Integer({
+      minimum: 1024,
+      maximum: 64 * 1024 * 1024,
+      default: 1024 * 1024,
+      description: 'A WeCom answer larger than this is aborted.',
+    }),
+    retry: Type.Object(
+      {
+        attempts: Type.Integer({ minimum: 1, maximum: 5, default: 3, description: 'Attempts in all on errcode -1 (busy) and 45009 (rate limit).' }),
+        base_delay_ms: Ms(200, 'First backoff delay; doubled per attempt, with jitter.'),
+      },
+      { additionalProperties: false, default: {}, description: 'Bounded backoff on -1 and 45009 (never on 60020).' },
+    ),
+    bad_secret_holdoff_ms: Ms(
+      900_000,
+      'After WeCom rejects a secret (40001/40013 …), wegate does not ask again with the same secret for this long (WeCom blocks gettoken after ~2000 failures an hour).',
+    ),
+    apps: Type.Array(WecomAppSchema, { default: [], description: 'WeCom apps whose API wegate calls.' }),
+    suites: Type.Array(WecomSuiteSchema, { default: [], description: 'Third-party suites and 代开发 templates.' }),
+  },
+  { additionalProperties: false, description: 'The WeCom API client: apps, suites, the egress profile WeCom calls use.' },
+);
+
 export const ConfigSchema = Type.Object(
   {
     listen: Type.Object(
@@ -193,6 +296,7 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {}, description: 'Configuration reload.' },
     ),
+    wecom: Type.Optional(WecomSchema),
     routes: Type.Array(RouteSchema, { minItems: 1, description: 'Routes; the most specific host, then the longest path, wins.' }),
   },
   { additionalProperties: false, $id: 'https://wegate.dev/schema/wegate.json', title: 'wegate configuration' },
@@ -201,6 +305,10 @@ export const ConfigSchema = Type.Object(
 /** The validated configuration with every default filled in. */
 export type Config = Static<typeof ConfigSchema>;
 export type RouteConfig = Static<typeof RouteSchema>;
+export type WecomConfig = Static<typeof WecomSchema>;
+export type WecomAppConfig = Static<typeof WecomAppSchema>;
+export type WecomSuiteConfig = Static<typeof WecomSuiteSchema>;
+export type SecretRef = Static<typeof SecretRefSchema>;
 
 /** Config keys whose values are secrets: shown by length only in errors. Matched on the last key. */
 export const SECRET_KEYS: ReadonlySet<string> = new Set(['secret', 'token', 'encoding_aes_key', 'corpsecret', 'password']);

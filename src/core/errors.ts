@@ -29,6 +29,21 @@ export const ERRORS = {
     zh: '后端服务的 TLS 证书校验失败',
   },
   WG_UPSTREAM_TIMEOUT: { status: 504, en: 'The service behind this gateway did not answer in time', zh: '后端服务响应超时' },
+  WG_WECOM_UNREACHABLE: { status: 502, en: 'WeCom cannot be reached from this gateway', zh: '网关无法连接企业微信接口' },
+  WG_WECOM_TIMEOUT: { status: 504, en: 'WeCom did not answer in time', zh: '企业微信接口响应超时' },
+  WG_WECOM_BAD_RESPONSE: { status: 502, en: 'WeCom sent an invalid or oversized response', zh: '企业微信接口返回了无效或过大的响应' },
+  WG_WECOM_CREDENTIALS: {
+    status: 502,
+    en: 'WeCom rejected the app credentials configured in this gateway',
+    zh: '企业微信拒绝了网关配置的应用凭证',
+  },
+  WG_WECOM_IP_NOT_ALLOWED: {
+    status: 502,
+    en: "WeCom refused this gateway's IP address (60020)",
+    zh: '企业微信拒绝了网关的出口 IP（60020）',
+  },
+  WG_WECOM_NOT_READY: { status: 503, en: 'The WeCom app is not authorised yet', zh: '企业微信应用尚未完成授权' },
+  WG_WECOM_ERROR: { status: 502, en: 'WeCom answered with an error', zh: '企业微信接口返回错误' },
   WG_SHUTTING_DOWN: { status: 503, en: 'The gateway is restarting, please retry', zh: '网关正在重启，请稍后重试' },
   WG_INTERNAL: { status: 500, en: 'Internal gateway error', zh: '网关内部错误' },
 } as const satisfies Record<string, ErrorSpec>;

@@ -3,7 +3,7 @@
  * Label values are bounded: route names from the config, status classes, fixed kinds. Never raw
  * paths, hosts or anything a client chooses.
  */
-import { Counter, collectDefaultMetrics, Gauge, type Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, type Registry } from 'prom-client';
 import { createRequestMetrics, type RequestMetrics } from './request-metrics.ts';
 
 /** Why an upstream exchange failed; a fixed set so the label stays bounded. */
@@ -24,6 +24,13 @@ export interface Metrics {
   readonly certReloads: Counter<'result'>;
   readonly verifyFiles: Gauge;
   readonly rejectedRequests: Counter<'code'>;
+  /** WeCom API exchanges by API path (never the query) and errcode ("0", "60020" …, or timeout/unreachable/bad_response/too_large). */
+  readonly wecomApiCalls: Counter<'api' | 'errcode'>;
+  readonly wecomApiDuration: Histogram<'api'>;
+  /** Access / suite token refreshes by app (or suite) name and result (ok, rejected, error). */
+  readonly wecomTokenRefreshes: Counter<'app' | 'result'>;
+  /** Diagnosed WeCom incidents (60020 …), each occurrence, by app and cause. */
+  readonly wecomIncidents: Counter<'app' | 'cause'>;
 }
 
 export interface MetricsOptions {
@@ -91,6 +98,31 @@ export function createMetrics({ registry, processMetrics = true }: MetricsOption
       name: 'wegate_rejected_requests_total',
       help: 'Requests refused before routing, by error code (bad host, bad path, bad header …).',
       labelNames: ['code'],
+      registers,
+    }),
+    wecomApiCalls: new Counter({
+      name: 'wegate_wecom_api_calls_total',
+      help: 'WeCom API exchanges, by API path and errcode (0 = success; timeout, unreachable, bad_response, too_large for transport failures).',
+      labelNames: ['api', 'errcode'],
+      registers,
+    }),
+    wecomApiDuration: new Histogram({
+      name: 'wegate_wecom_api_duration_seconds',
+      help: 'Duration of one WeCom API exchange, by API path.',
+      labelNames: ['api'],
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    }),
+    wecomTokenRefreshes: new Counter({
+      name: 'wegate_wecom_token_refreshes_total',
+      help: 'WeCom access/suite token refreshes, by app (or suite) and result (ok, rejected = credentials refused, error).',
+      labelNames: ['app', 'result'],
+      registers,
+    }),
+    wecomIncidents: new Counter({
+      name: 'wegate_wecom_incidents_total',
+      help: 'Diagnosed WeCom incidents (60020 and friends), each occurrence, by app and cause.',
+      labelNames: ['app', 'cause'],
       registers,
     }),
   };

@@ -1,0 +1,85 @@
+/**
+ * Checks of the `wecom:` section a schema cannot express: unique app/suite names, each app's token
+ * chain complete (corp id, secret or suite of the right kind), `secret` set exactly one way, and the
+ * egress profile it names present in the top-level `egress:` section (when that section exists).
+ */
+import type { CheckContext, Segment } from './validate.ts';
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+
+export function checkWecom(data: Obj, ctx: CheckContext): void {
+  const wecom = data['wecom'];
+  if (!isObj(wecom)) return;
+  const apps = Array.isArray(wecom['apps']) ? (wecom['apps'] as unknown[]) : [];
+  const suites = Array.isArray(wecom['suites']) ? (wecom['suites'] as unknown[]) : [];
+
+  const suiteKinds = new Map<string, string>();
+  const unique = (list: unknown[], section: string, names: Map<string, number>) =>
+    list.forEach((entry, i) => {
+      if (!isObj(entry)) return;
+      const name = str(entry['name']);
+      if (name === undefined || ctx.failed(['wecom', section, i, 'name'])) return;
+      const first = names.get(name);
+      if (first !== undefined) ctx.report(['wecom', section, i, 'name'], `must be unique, got ${JSON.stringify(name)} which wecom.${section}[${first}] also uses`);
+      else names.set(name, i);
+    });
+  const suiteNames = new Map<string, number>();
+  unique(suites, 'suites', suiteNames);
+  unique(apps, 'apps', new Map());
+
+  const checkSecret = (at: Segment[], ref: unknown) => {
+    if (!isObj(ref) || ctx.failed(at)) return;
+    const n = (ref['file'] !== undefined ? 1 : 0) + (ref['env'] !== undefined ? 1 : 0);
+    if (n !== 1) ctx.report(at, `must set exactly one of \`file\` or \`env\`, got ${n === 0 ? 'neither' : 'both'}`);
+  };
+
+  suites.forEach((s, i) => {
+    if (!isObj(s)) return;
+    checkSecret(['wecom', 'suites', i, 'secret'], s['secret']);
+    const name = str(s['name']);
+    if (name !== undefined) suiteKinds.set(name, str(s['kind']) ?? 'third_party');
+  });
+
+  apps.forEach((a, i) => {
+    if (!isObj(a)) return;
+    const at = (k: string): Segment[] => ['wecom', 'apps', i, k];
+    checkSecret(at('secret'), a['secret']);
+    const kind = str(a['kind']) ?? 'self_built';
+    const suite = str(a['suite']);
+    if (a['corp_id'] === undefined && wecom['corp_id'] === undefined) {
+      ctx.report(at('corp_id'), 'must be set here or as wecom.corp_id (我的企业 › 企业信息 › 企业ID; for 代开发 / third-party apps: the authorising corp)');
+    }
+    if (kind === 'self_built' && a['secret'] === undefined) ctx.report(at('secret'), 'must be set for a self_built app (应用管理 › <应用> › Secret), as { file: … } or { env: … }');
+    if (kind === 'self_built' && suite !== undefined) ctx.report(at('suite'), 'must not be set for a self_built app');
+    if (kind === 'third_party' && suite === undefined) ctx.report(at('suite'), 'must name the wecom.suites entry of a third_party app');
+    if (kind === 'authorized' && suite === undefined && a['secret'] === undefined) {
+      ctx.report(at('secret'), 'must be set for an authorized (代开发) app (its permanent code), unless `suite` names its 代开发 template');
+    }
+    if (suite !== undefined && kind !== 'self_built' && !ctx.failed(at('suite'))) {
+      const sk = suiteKinds.get(suite);
+      if (sk === undefined) {
+        ctx.report(at('suite'), `must name an entry of wecom.suites, got ${JSON.stringify(suite)} (defined: ${[...suiteKinds.keys()].join(', ') || 'none'})`);
+      } else if (kind === 'authorized' && sk !== 'template') {
+        ctx.report(at('suite'), `must name a suite of kind template (代开发模板) for an authorized app, got ${JSON.stringify(suite)} of kind ${sk}`);
+      } else if (kind === 'third_party' && sk !== 'third_party') {
+        ctx.report(at('suite'), `must name a suite of kind third_party for a third_party app, got ${JSON.stringify(suite)} of kind ${sk}`);
+      }
+    }
+  });
+
+  // The egress profile, when the top-level `egress:` section (named profiles) is there to check against.
+  const egressName = str(wecom['egress']);
+  const egress = data['egress'];
+  if (egressName !== undefined && egress !== undefined && !ctx.failed(['wecom', 'egress'])) {
+    const names = isObj(egress)
+      ? Object.keys(isObj(egress['profiles']) ? egress['profiles'] : egress)
+      : Array.isArray(egress)
+        ? egress.flatMap((p: unknown) => (isObj(p) && typeof p['name'] === 'string' ? [p['name']] : []))
+        : [];
+    if (!names.includes(egressName)) {
+      ctx.report(['wecom', 'egress'], `must name an egress profile, got ${JSON.stringify(egressName)} (defined: ${names.join(', ') || 'none'})`);
+    }
+  }
+}

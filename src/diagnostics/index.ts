@@ -1,0 +1,1 @@
+export { createIncidents, type Incident, type IncidentInput, type Incidents, type IncidentsDeps } from './incidents.ts';
