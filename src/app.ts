@@ -10,6 +10,7 @@ import type { Config } from './config/schema.ts';
 import { LiveList } from './core/live-list.ts';
 import type { Logger } from './core/logger.ts';
 import { createIncidents, type Incidents } from './diagnostics/index.ts';
+import { createEgress, type Egress } from './egress/index.ts';
 import { createMetrics, type Metrics } from './metrics/metrics.ts';
 import { createProxy } from './proxy/index.ts';
 import { createAdminServer } from './server/admin.ts';
@@ -56,6 +57,11 @@ export interface Gateway {
   readonly wecom: WecomApi | undefined;
   /** Recent incidents (60020 …) for /diagnostics. */
   readonly incidents: Incidents;
+  /**
+   * The egress profiles in use. A reload that changes the `egress` section replaces them and closes
+   * the old ones (their dispatchers too): hold the Gateway, not a profile, across reloads.
+   */
+  readonly egress: Egress;
   /** Graceful: readyz 503, stop accepting, drain until the deadline, then close everything. Idempotent. */
   close(opts?: { drainTimeoutMs?: number }): Promise<void>;
 }
@@ -101,8 +107,10 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
     });
   };
 
-  const buildSite = async (c: Config): Promise<Site> => {
-    const proxy = createProxy({ routes: c.routes, logger, metrics });
+  const makeEgress = (c: Config) => createEgress({ profiles: c.egress, logger, metrics, ...(deps.now ? { now: deps.now } : {}) });
+
+  const buildSite = async (c: Config, eg: Egress): Promise<Site> => {
+    const proxy = createProxy({ routes: c.routes, logger, metrics, egress: (name) => eg.profile(name) });
     let verifyFiles: Site['verifyFiles'];
     try {
       verifyFiles = c.verify_files
@@ -130,12 +138,15 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
   };
 
   if (config.listen.https && !config.tls) throw new Error('listen.https is set but tls.certs is missing');
-  let certStore = await makeCertStore(config);
+  let egress = await makeEgress(config);
+  let certStore: CertStore | undefined;
   let site: Site;
   try {
-    site = await buildSite(config);
+    certStore = await makeCertStore(config);
+    site = await buildSite(config, egress);
   } catch (e) {
     certStore?.close();
+    await egress.close();
     throw e;
   }
 
@@ -220,14 +231,18 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
     if (closing) throw new Error('gateway is shutting down');
     let nextCerts: CertStore | undefined;
     let nextSite: Site;
+    const egressChanged = JSON.stringify(next.egress) !== JSON.stringify(config.egress);
+    let nextEgress = egress;
     const tlsChanged = JSON.stringify(next.tls?.certs) !== JSON.stringify(config.tls?.certs) || next.tls?.watch !== config.tls?.watch;
     try {
       if (next.listen.https && !next.tls && !certStore) throw new Error('listen.https is set but tls.certs is missing');
-      if (tlsChanged && next.tls) nextCerts = await makeCertStore(next);
+      if (egressChanged) nextEgress = await makeEgress(next);
       try {
-        nextSite = await buildSite(next);
+        if (tlsChanged && next.tls) nextCerts = await makeCertStore(next);
+        nextSite = await buildSite(next, nextEgress);
       } catch (e) {
         nextCerts?.close();
+        if (nextEgress !== egress) await nextEgress.close();
         throw e;
       }
     } catch (e) {
@@ -257,6 +272,12 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
     site = nextSite;
     config = next;
     for (const s of publicServers()) applyTimeouts(s, timeoutsOf(next));
+    if (nextEgress !== egress) {
+      // The retired proxies own their pools and agents; the old profiles' timers and dispatchers go.
+      const oldEgress = egress;
+      egress = nextEgress;
+      oldEgress.close().catch((e: unknown) => logger.warn({ err: e }, 'closing the previous egress profiles failed'));
+    }
     old.verifyFiles?.close();
     if (old.inflight === 0) closeSite(old);
     else retired.add(old);
@@ -302,6 +323,7 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
     certStore?.close();
     await wecom?.close();
     await wecomDirect?.close();
+    await egress.close();
     if (adminServer) await closeServer(adminServer);
     // The last requests' lines, if their turn has not ended yet.
     pipeline.flushAccessLog();
@@ -324,6 +346,9 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
     metrics,
     wecom,
     incidents,
+    get egress() {
+      return egress;
+    },
     close(opts) {
       closePromise ??= closeNow(opts?.drainTimeoutMs ?? config.shutdown.drain_timeout_ms);
       return closePromise;

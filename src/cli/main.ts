@@ -15,6 +15,7 @@ import { createGateway, type Gateway } from '../app.ts';
 import { editorJsonSchema, formatProblems, loadConfigFile } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import { EXIT_CONFIG } from '../core/errors.ts';
+import { checkEgressHost, EgressError } from '../egress/index.ts';
 import { createLogDestination, createLogger, type Logger, redactText } from '../core/logger.ts';
 import { type CertFileToCheck, checkCertificateFiles } from '../server/tls-check.ts';
 import { parseCommand, USAGE } from './args.ts';
@@ -25,6 +26,8 @@ const EXIT_USAGE = 2;
 /** Extra time after the drain deadline before the process gives up on a clean close. */
 const HARD_EXIT_GRACE_MS = 5_000;
 const CONFIG_WATCH_DEBOUNCE_MS = 300;
+/** Config checks against this host (a local address that is not on it) join the file's own problems. */
+const LOAD_OPTIONS = { hostCheck: checkEgressHost };
 
 async function main(): Promise<number | undefined> {
   const cmd = parseCommand(process.argv.slice(2), process.env);
@@ -43,7 +46,7 @@ async function main(): Promise<number | undefined> {
       return EXIT_OK;
     case 'check': {
       const file = resolve(cmd.configFile);
-      const r = await loadConfigFile(file);
+      const r = await loadConfigFile(file, LOAD_OPTIONS);
       if (!r.ok) {
         process.stderr.write(`${formatProblems(file, r.problems)}\n`);
         return EXIT_CONFIG;
@@ -60,7 +63,7 @@ async function main(): Promise<number | undefined> {
 }
 
 async function serve(file: string): Promise<number | undefined> {
-  const first = await loadConfigFile(file);
+  const first = await loadConfigFile(file, LOAD_OPTIONS);
   if (!first.ok) {
     process.stderr.write(`${formatProblems(file, first.problems)}\n`);
     return EXIT_CONFIG;
@@ -77,6 +80,11 @@ async function serve(file: string): Promise<number | undefined> {
   } catch (e) {
     logger.fatal({ err: e }, 'wegate could not start');
     await flush(logger);
+    // The host changed between the check above and now (an address removed): still a config error.
+    if (e instanceof EgressError) {
+      process.stderr.write(`${e.message}\n`);
+      return EXIT_CONFIG;
+    }
     return EXIT_FAILURE;
   }
 
@@ -89,7 +97,7 @@ async function serve(file: string): Promise<number | undefined> {
       return reloading;
     }
     reloading = (async () => {
-      const r = await loadConfigFile(file);
+      const r = await loadConfigFile(file, LOAD_OPTIONS);
       if (!r.ok) {
         logger.error(
           { reason, problems: r.problems.map((p) => `${p.path}${p.line ? ` (line ${p.line})` : ''}: ${p.message}`) },

@@ -7,6 +7,7 @@ import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { hostProblem, type ListenAddress, normaliseHost, parseListenAddress, parseUpstream } from '../core/addresses.ts';
+import { isIP } from 'node:net';
 import { parseTarget } from '../core/http.ts';
 import { type Config, ConfigSchema } from './schema.ts';
 import { checkWecom } from './wecom-check.ts';
@@ -16,7 +17,9 @@ import {
   formatKeyPath,
   formatProblemList,
   type KeyPath,
+  lineInText,
   type Segment,
+  suggest,
   validateConfigText,
 } from './validate.ts';
 
@@ -28,8 +31,19 @@ type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
 
+/** A problem only this host can reveal (a local address that is not on it), found after loading. */
+export interface HostProblem {
+  readonly at: KeyPath;
+  readonly message: string;
+}
+
+export interface LoadOptions {
+  /** Checks of a valid config against this host (src/egress: local addresses); their problems get YAML lines too. */
+  readonly hostCheck?: (config: Config) => Promise<readonly HostProblem[]>;
+}
+
 /** Read, parse and validate a YAML config file. Never throws for bad input. Relative file paths in the config are resolved against the config file's directory. */
-export async function loadConfigFile(file: string): Promise<LoadResult> {
+export async function loadConfigFile(file: string, options: LoadOptions = {}): Promise<LoadResult> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
@@ -45,7 +59,16 @@ export async function loadConfigFile(file: string): Promise<LoadResult> {
             : (code ?? 'cannot be read');
     return { ok: false, file, problems: [{ path: '(file)', message: `cannot read the configuration file: ${reason}` }] };
   }
-  return loadConfigText(text, file);
+  const r = loadConfigText(text, file);
+  if (!r.ok || options.hostCheck === undefined) return r;
+  const found = await options.hostCheck(r.config);
+  if (found.length === 0) return r;
+  const problems = found.map((p): ConfigProblem => {
+    const line = lineInText(text, p.at);
+    const path = formatKeyPath(p.at);
+    return line === undefined ? { path, message: p.message } : { path, line, message: p.message };
+  });
+  return { ok: false, file, problems };
 }
 
 /** Same from text (file name for messages and relative paths). */
@@ -105,6 +128,7 @@ function checkConfig(data: unknown, ctx: CheckContext): void {
   checkListeners(data, ctx);
   checkCerts(data, ctx);
   checkRoutes(data, ctx);
+  checkEgress(data, ctx);
   normaliseHosts(data, ctx);
   checkWecom(data, ctx);
 }
@@ -263,6 +287,96 @@ function checkRoutes(data: Obj, ctx: CheckContext): void {
       }
     }
   });
+}
+
+const PROFILE_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
+const WILDCARD_IPS = new Set(['0.0.0.0', '::', '0:0:0:0:0:0:0:0']);
+
+/** Egress profiles: addresses are IP literals, the proxy URL is http://host:port, routes name existing profiles. */
+function checkEgress(data: Obj, ctx: CheckContext): void {
+  const egress = data['egress'];
+  const names = isObj(egress) ? Object.keys(egress) : [];
+  if (isObj(egress)) {
+    for (const name of names) {
+      const profile = egress[name];
+      const at = (...k: Segment[]): Segment[] => ['egress', name, ...k];
+      if (!PROFILE_NAME.test(name)) {
+        ctx.report(at(), `must be named with 1 to 64 letters, digits, "_", "." or "-", got ${ctx.show(at(), name)}`);
+      }
+      if (!isObj(profile)) continue;
+      const local = str(profile['local_address']);
+      if (local !== undefined && !ctx.failed(at('local_address'))) {
+        if (isIP(local) === 0) {
+          ctx.report(at('local_address'), `must be an IPv4 or IPv6 address of this host such as "10.0.0.5", got ${ctx.show(at('local_address'), local)}`);
+        } else if (WILDCARD_IPS.has(local)) {
+          ctx.report(at('local_address'), `must be one address of this host, not the wildcard, got ${ctx.show(at('local_address'), local)}`);
+        }
+      }
+      const expected = str(profile['expected_ip']);
+      if (expected !== undefined && !ctx.failed(at('expected_ip')) && isIP(expected) === 0) {
+        ctx.report(at('expected_ip'), `must be an IPv4 or IPv6 address such as "47.111.68.103", got ${ctx.show(at('expected_ip'), expected)}`);
+      }
+      const proxy = profile['proxy'];
+      if (isObj(proxy)) {
+        const url = str(proxy['url']);
+        if (url !== undefined && !ctx.failed(at('proxy', 'url'))) {
+          const problem = proxyUrlProblem(url);
+          if (problem) ctx.report(at('proxy', 'url'), `${problem}, got ${ctx.show(at('proxy', 'url'), url, Number.POSITIVE_INFINITY)}`);
+        }
+        const creds = str(proxy['credentials_file']);
+        if (creds !== undefined && !ctx.failed(at('proxy', 'credentials_file'))) {
+          const text = readChecked(creds, at('proxy', 'credentials_file'), ctx);
+          // Never echo the content: it is a password.
+          if (text !== undefined && !/^[^:\r\n]+:[^\r\n]*\r?\n?$/.test(text.toString('utf8'))) {
+            ctx.report(
+              at('proxy', 'credentials_file'),
+              `must hold one line "user:password", got ${ctx.show(at('proxy', 'credentials_file'), creds, Number.POSITIVE_INFINITY)} which does not (content hidden)`,
+            );
+          }
+        }
+      }
+      const echo = profile['ip_echo'];
+      if (isObj(echo)) {
+        const url = str(echo['url']);
+        if (url !== undefined && !ctx.failed(at('ip_echo', 'url'))) {
+          const u = parseUpstream(url);
+          if (!u.ok) ctx.report(at('ip_echo', 'url'), `${u.reason}, got ${ctx.show(at('ip_echo', 'url'), url, Number.POSITIVE_INFINITY)}`);
+        }
+      }
+    }
+  }
+  const routes = data['routes'];
+  if (!Array.isArray(routes)) return;
+  routes.forEach((route: unknown, i: number) => {
+    if (!isObj(route)) return;
+    const name = str(route['egress']);
+    if (name === undefined || ctx.failed(['routes', i, 'egress']) || names.includes(name)) return;
+    const hint = suggest(name, names);
+    ctx.report(
+      ['routes', i, 'egress'],
+      names.length === 0
+        ? `must name a profile of the \`egress\` section, got ${JSON.stringify(name)} but the file defines no egress profile`
+        : `must name a profile of the \`egress\` section (${names.join(', ')}), got ${JSON.stringify(name)}${hint !== undefined ? ` (did you mean ${JSON.stringify(hint)}?)` : ''}`,
+    );
+  });
+}
+
+/** Why `value` is not "http://host:port" of a forward proxy, or undefined when it is. */
+function proxyUrlProblem(value: string): string | undefined {
+  const form = 'must be a forward proxy URL "http://host:port" such as "http://10.0.0.9:3128"';
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return form;
+  }
+  if (url.protocol !== 'http:') return `${form} (the proxy is reached over plain HTTP; CONNECT keeps TLS end to end)`;
+  if (url.username !== '' || url.password !== '' || /^[A-Za-z]+:\/\/[^/?#]*@/.test(value)) {
+    return `${form}, without user:password (put them in proxy.credentials_file)`;
+  }
+  if (url.hostname === '') return `${form} (no host)`;
+  if (!/^[Hh][Tt][Tt][Pp]:\/\/[^/?#]+:[0-9]{1,5}\/?$/.test(value)) return `${form}: an explicit port and no path, query or fragment`;
+  return undefined;
 }
 
 /** "routes[0] (line 12)" for pointing at another key in a message. */

@@ -89,6 +89,12 @@ export const RouteSchema = Type.Object(
     max_body_bytes: Type.Integer({ minimum: 0, default: 10 * 1024 * 1024, description: 'Largest request body accepted (→ 413).' }),
     timeouts: RouteTimeoutsSchema,
     tls: RouteTlsSchema,
+    egress: Type.Optional(
+      Type.String({
+        minLength: 1,
+        description: 'Name of an `egress` profile the upstream traffic of this route (HTTP and WebSocket) leaves through; default the system route.',
+      }),
+    ),
     rewrite: Type.Object(
       {
         location: Type.Boolean({ default: true, description: 'Rewrite Location/Content-Location/Refresh to the public origin.' }),
@@ -203,6 +209,57 @@ export const WecomSchema = Type.Object(
   { additionalProperties: false, description: 'The WeCom API client: apps, suites, the egress profile WeCom calls use.' },
 );
 
+/** A source address or forward proxy that outbound traffic leaves through (see src/egress). */
+export const EgressProfileSchema = Type.Object(
+  {
+    local_address: Type.Optional(
+      Type.String({
+        minLength: 1,
+        description: 'Source address (an address of this host, e.g. "10.0.0.5"); the address family is pinned to it. Start-up fails when it is not on this host.',
+      }),
+    ),
+    proxy: Type.Optional(
+      Type.Object(
+        {
+          url: Type.String({
+            minLength: 1,
+            description: 'Forward proxy reached with HTTP CONNECT, "http://host:port" (no path, no user:password).',
+          }),
+          credentials_file: Type.Optional(
+            Type.String({ ...FilePath, description: 'File holding "user:password" for the proxy (Proxy-Authorization: Basic).' }),
+          ),
+        },
+        { additionalProperties: false, description: 'Leave through a fixed-IP forward proxy (reached from local_address when both are set).' },
+      ),
+    ),
+    expected_ip: Type.Optional(
+      Type.String({
+        minLength: 1,
+        description: 'The public IP WeCom should see (the one entered as 企业可信IP); compared with the IP echo and with 60020 replies.',
+      }),
+    ),
+    ip_echo: Type.Optional(
+      Type.Object(
+        {
+          url: Type.String({
+            minLength: 1,
+            description: 'http(s) URL answering the caller\'s public IP as text (or JSON {"ip": …}), fetched through this profile.',
+          }),
+          interval_ms: Type.Integer({
+            minimum: 1_000,
+            maximum: 86_400_000,
+            default: 600_000,
+            description: 'Check again this often (the first check runs at start-up).',
+          }),
+          timeout_ms: Ms(10_000, 'Time allowed for one IP-echo request (connect + answer).'),
+        },
+        { additionalProperties: false, description: 'Compare the public IP this profile is seen with against expected_ip, at start-up and on a timer.' },
+      ),
+    ),
+  },
+  { additionalProperties: false, description: 'One egress profile.' },
+);
+
 export const ConfigSchema = Type.Object(
   {
     listen: Type.Object(
@@ -297,6 +354,11 @@ export const ConfigSchema = Type.Object(
       { additionalProperties: false, default: {}, description: 'Configuration reload.' },
     ),
     wecom: Type.Optional(WecomSchema),
+    egress: Type.Optional(
+      Type.Record(Type.String(), EgressProfileSchema, {
+        description: 'Named egress profiles (fixed source address or forward proxy) for WeCom calls and routes[].egress.',
+      }),
+    ),
     routes: Type.Array(RouteSchema, { minItems: 1, description: 'Routes; the most specific host, then the longest path, wins.' }),
   },
   { additionalProperties: false, $id: 'https://wegate.dev/schema/wegate.json', title: 'wegate configuration' },
@@ -309,6 +371,7 @@ export type WecomConfig = Static<typeof WecomSchema>;
 export type WecomAppConfig = Static<typeof WecomAppSchema>;
 export type WecomSuiteConfig = Static<typeof WecomSuiteSchema>;
 export type SecretRef = Static<typeof SecretRefSchema>;
+export type EgressProfileConfig = Static<typeof EgressProfileSchema>;
 
 /** Config keys whose values are secrets: shown by length only in errors. Matched on the last key. */
 export const SECRET_KEYS: ReadonlySet<string> = new Set(['secret', 'token', 'encoding_aes_key', 'corpsecret', 'password']);

@@ -416,6 +416,16 @@ function walkPaths(schema: unknown, data: unknown, at: Segment[], visit: PathVis
       if (Object.hasOwn(data, k)) walkPaths(s, data[k], [...at, k], visit, (v) => (data[k] = v));
     }
   }
+  if (isObject(data) && isObject(schema['patternProperties'])) {
+    // Maps keyed by names the user chooses (egress profiles): every key matching a pattern.
+    const named = isObject(schema['properties']) ? schema['properties'] : {};
+    for (const [pattern, s] of Object.entries(schema['patternProperties'])) {
+      const re = new RegExp(pattern, 'u');
+      for (const k of Object.keys(data)) {
+        if (!Object.hasOwn(named, k) && re.test(k)) walkPaths(s, data[k], [...at, k], visit, (v) => (data[k] = v));
+      }
+    }
+  }
   if (Array.isArray(data) && isObject(schema['items'])) {
     for (let i = 0; i < data.length; i++) walkPaths(schema['items'], data[i], [...at, i], visit, (v) => (data[i] = v));
   }
@@ -549,6 +559,16 @@ export function validateConfigText(text: string, file: string, schema: TSchema, 
     (a, b) => (a.line ?? Number.MAX_SAFE_INTEGER) - (b.line ?? Number.MAX_SAFE_INTEGER) || (a.path < b.path ? -1 : a.path > b.path ? 1 : 0),
   );
   return { ok: false, problems };
+}
+
+/**
+ * The YAML line of the key at `at` in `text` (or of its nearest ancestor): for problems found after
+ * the file was loaded, such as a local address that is not on this host.
+ */
+export function lineInText(text: string, at: KeyPath): number | undefined {
+  const lc = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false });
+  return locate({ doc, lc }, at);
 }
 
 /** "file is invalid (N problems):" followed by one indented line per problem. */

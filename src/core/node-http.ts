@@ -11,6 +11,8 @@ import { createRequire } from 'node:module';
 
 const http = createRequire(import.meta.url)('node:http') as typeof NodeHttp;
 
-export const { createServer, ServerResponse, STATUS_CODES } = http;
+export const { Agent, createServer, ServerResponse, STATUS_CODES } = http;
+/** The class's instance type, so `Agent` names both, as it does in node:http. */
+export type Agent = NodeHttp.Agent;
 /** The class's instance type, so `ServerResponse` names both, as it does in node:http. */
 export type ServerResponse<Request extends NodeHttp.IncomingMessage = NodeHttp.IncomingMessage> = NodeHttp.ServerResponse<Request>;

@@ -31,6 +31,10 @@ export interface Metrics {
   readonly wecomTokenRefreshes: Counter<'app' | 'result'>;
   /** Diagnosed WeCom incidents (60020 …), each occurrence, by app and cause. */
   readonly wecomIncidents: Counter<'app' | 'cause'>;
+  /** 1 while an egress profile's IP echo shows another public IP than its expected_ip, 0 when it matches. */
+  readonly egressIpMismatch: Gauge<'profile'>;
+  /** IP-echo checks by profile and result (match, mismatch, no_expected_ip, error). */
+  readonly egressChecks: Counter<'profile' | 'result'>;
 }
 
 export interface MetricsOptions {
@@ -123,6 +127,18 @@ export function createMetrics({ registry, processMetrics = true }: MetricsOption
       name: 'wegate_wecom_incidents_total',
       help: 'Diagnosed WeCom incidents (60020 and friends), each occurrence, by app and cause.',
       labelNames: ['app', 'cause'],
+      registers,
+    }),
+    egressIpMismatch: new Gauge({
+      name: 'wegate_egress_ip_mismatch',
+      help: 'Per egress profile: 1 when the public IP seen by its IP echo differs from expected_ip (WeCom will answer 60020), 0 when it matches.',
+      labelNames: ['profile'],
+      registers,
+    }),
+    egressChecks: new Counter({
+      name: 'wegate_egress_check_total',
+      help: 'IP-echo checks of the egress profiles, by profile and result (match, mismatch, no_expected_ip, error).',
+      labelNames: ['profile', 'result'],
       registers,
     }),
   };

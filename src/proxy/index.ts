@@ -3,7 +3,7 @@
  * WebSocket upgrades) and response rewriting. The server pipeline validates Host and normalises the
  * path, then asks match() and hands the request to web() or upgrade().
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Agent as HttpAgent, IncomingMessage, ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
 import type { Duplex } from 'node:stream';
 import type { Pool as UndiciPool } from 'undici';
@@ -27,10 +27,20 @@ export { HOP_BY_HOP_HEADERS } from './headers.ts';
 const Pool = createRequire(import.meta.url)('undici/lib/dispatcher/pool.js') as typeof UndiciPool;
 type Pool = UndiciPool;
 
+/** The way out of a route with `egress:` (implemented by an egress profile, src/egress). */
+export interface RouteEgress {
+  /** A pool to one upstream origin leaving through the profile; the proxy closes it. */
+  createPool(origin: string, options: UndiciPool.Options): Pool;
+  /** An agent for the route's WebSocket upgrades leaving through the profile; the proxy destroys it. */
+  createAgent(secure: boolean, options: { readonly connectTimeoutMs: number }): HttpAgent;
+}
+
 export interface ProxyDeps {
   readonly routes: readonly RouteConfig[];
   readonly logger: Logger;
   readonly metrics: Metrics;
+  /** The egress profile named by a route's `egress:`; routes without it use plain pools and no agent. */
+  readonly egress?: (profile: string) => RouteEgress | undefined;
 }
 
 /** A matched route: its name (metrics label), its config, and the precomputed forwarding data. */
@@ -53,7 +63,7 @@ export interface Proxy {
 
 /** Connection pools are shared by routes with the same upstream origin and connection settings. */
 function poolKey(r: CompiledRoute): string {
-  return `${r.upstream.origin}|${r.config.tls?.ca_file ?? ''}|${r.insecureSkipVerify}|${r.connectMs}|${r.servername ?? ''}`;
+  return `${r.upstream.origin}|${r.config.tls?.ca_file ?? ''}|${r.insecureSkipVerify}|${r.connectMs}|${r.servername ?? ''}|${r.config.egress ?? ''}`;
 }
 
 /**
@@ -65,11 +75,19 @@ export function createProxy(deps: ProxyDeps): Proxy {
   const table = buildRouteTable(deps.routes);
   const pools = new Map<string, Pool>();
   const poolOf = new Map<CompiledRoute, Pool>();
+  // WebSocket agents of routes with `egress:` (the others let http-proxy-3 connect directly).
+  const agents = new Map<string, HttpAgent>();
+  const agentOf = new Map<CompiledRoute, HttpAgent>();
   for (const r of table.routes) {
     const key = poolKey(r);
     let pool = pools.get(key);
+    const egressName = r.config.egress;
+    const via = egressName === undefined ? undefined : deps.egress?.(egressName);
+    if (egressName !== undefined && via === undefined) {
+      throw new Error(`route ${JSON.stringify(r.name)}: egress profile ${JSON.stringify(egressName)} is not defined`);
+    }
     if (pool === undefined) {
-      pool = new Pool(r.upstream.origin, {
+      const options: UndiciPool.Options = {
         // HTTP/1.1 upstream like nginx: predictable Host/hop-by-hop semantics.
         allowH2: false,
         connect: {
@@ -78,7 +96,8 @@ export function createProxy(deps: ProxyDeps): Proxy {
           ...(r.ca !== undefined ? { ca: r.ca } : {}),
           ...(r.servername !== null ? { servername: r.servername } : {}),
         },
-      });
+      };
+      pool = via === undefined ? new Pool(r.upstream.origin, options) : via.createPool(r.upstream.origin, options);
       // Connection errors also reach the request handler; this keeps an unlistened 'error' from crashing us.
       pool.on('connectionError', (_origin, _targets, err) =>
         logger.debug({ upstream: r.upstream.origin, err }, 'upstream connection error'),
@@ -86,6 +105,14 @@ export function createProxy(deps: ProxyDeps): Proxy {
       pools.set(key, pool);
     }
     poolOf.set(r, pool);
+    if (via !== undefined && r.websocket) {
+      let agent = agents.get(key);
+      if (agent === undefined) {
+        agent = via.createAgent(r.upstream.secure, { connectTimeoutMs: r.connectMs });
+        agents.set(key, agent);
+      }
+      agentOf.set(r, agent);
+    }
   }
   const env: ForwardEnv = {
     table,
@@ -114,7 +141,7 @@ export function createProxy(deps: ProxyDeps): Proxy {
       ctx.route = route.name;
       ctx.upstream = route.upstream.origin;
       try {
-        ws.upgrade(req, socket, head, ctx, route, forwardPath(route, ctx.path) + ctx.query);
+        ws.upgrade(req, socket, head, ctx, route, forwardPath(route, ctx.path) + ctx.query, agentOf.get(route));
       } catch (err) {
         logger.error({ req_id: ctx.id, route: route.name, err }, 'websocket proxy failed unexpectedly');
         socket.destroy();
@@ -127,6 +154,8 @@ export function createProxy(deps: ProxyDeps): Proxy {
     async close() {
       if (closed) return;
       closed = true;
+      // Upgraded WebSockets have left their agent: destroying it only drops idle sockets.
+      for (const a of agents.values()) a.destroy();
       await Promise.all([...pools.values()].map((p) => p.close().catch(() => undefined)));
     },
   };

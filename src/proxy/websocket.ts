@@ -4,7 +4,7 @@
  * already-normalised forwarded path (`toProxy` keeps http-proxy-3 from re-parsing it). The upstream
  * handshake response is cleaned in an `upgrade`/`response` listener that runs before the library's.
  */
-import type { ClientRequest, IncomingMessage } from 'node:http';
+import type { Agent, ClientRequest, IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ProxyServer } from 'http-proxy-3';
@@ -125,7 +125,16 @@ export class WebSocketProxy {
     for (const s of this.#open) s.destroy();
   }
 
-  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, ctx: RequestContext, route: CompiledRoute, path: string): void {
+  /** `agent`: the route's egress (src/egress), else http-proxy-3 connects directly. */
+  upgrade(
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    ctx: RequestContext,
+    route: CompiledRoute,
+    path: string,
+    agent?: Agent,
+  ): void {
     socket.on('error', (err) => this.#logger.debug({ req_id: ctx.id, route: route.name, err }, 'websocket client socket error'));
     const upgradeHeader = req.headers.upgrade;
     if (!route.websocket || req.method !== 'GET' || typeof upgradeHeader !== 'string' || upgradeHeader.toLowerCase() !== 'websocket') {
@@ -161,6 +170,7 @@ export class WebSocketProxy {
       prependPath: false,
       connectTimeout: route.connectMs,
       ...(route.ca !== undefined ? { ca: route.ca } : {}),
+      ...(agent !== undefined ? { agent } : {}),
     };
     try {
       this.#server.ws(req, socket, head, options, (err) => this.#onError(session, err));

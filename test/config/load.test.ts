@@ -63,7 +63,7 @@ t.test('loadConfigFile: accepts the example config and resolves its verify dir w
 
 t.test('loadConfigFile: accepts the production values shown in the example when they are uncommented', async (t) => {
   // The commented production lines must be valid too: uncomment them with the test certificate.
-  const dir = dirWith(t, { 'verify/WW_verify_abc123.txt': 'abc123' });
+  const dir = dirWith(t, { 'verify/WW_verify_abc123.txt': 'abc123', 'secrets/proxy': 'wegate:proxy-password\n' });
   const original = readFileSync(EXAMPLE, 'utf8');
   const text = original
     .replace('  http: ":8080"', '  http: ":80"')
@@ -79,8 +79,14 @@ t.test('loadConfigFile: accepts the production values shown in the example when 
     .replace('  names: []\n  # names:', '  names:')
     .replace('  hosts: []\n  # hosts:', '  hosts:')
     .replace('      # ca_file: /etc/wegate/upstream-ca.pem', `      ca_file: ${JSON.stringify(join(TLS, 'ca.pem'))}`)
-    .replace('      # server_name:', '      server_name:');
-  t.notMatch(text, /^#\s*(tls|certs|watch|https|public_https_port):(\s|$)/m, 'every production line was uncommented');
+    .replace('      # server_name:', '      server_name:')
+    .replace(/^# egress:\n(?:#.*\n)+/m, (block) =>
+      block.replace(/^# ?/gm, '').replace('/etc/wegate/secrets/proxy', join(dir, 'secrets', 'proxy')),
+    )
+    .replace('    # egress: wecom', '    egress: wecom');
+  // (The commented `wecom:` block, which names an egress profile too, is tested on its own.)
+  const beforeWecom = text.split(/^# wecom:/m)[0] as string;
+  t.notMatch(beforeWecom, /^#\s*(tls|certs|watch|https|public_https_port|egress|local_address|proxy|ip_echo):(\s|$)/m, 'every production line was uncommented');
   const config = ok(t, loadConfigText(text, join(dir, 'wegate.yaml')));
   t.equal(config.listen.https, ':443');
   t.equal(config.listen.redirect_http, true);
@@ -91,6 +97,13 @@ t.test('loadConfigFile: accepts the production values shown in the example when 
   t.same(config.verify_files?.hosts, ['api1.school.edu.cn', 'api2.school.edu.cn']);
   t.equal(config.routes[0]?.tls.ca_file, join(TLS, 'ca.pem'));
   t.equal(config.routes[0]?.tls.server_name, 'hub.17wanxiao.com');
+  t.equal(config.routes[0]?.egress, 'wecom');
+  t.same(config.egress?.['wecom'], {
+    local_address: '10.0.0.5',
+    proxy: { url: 'http://10.0.0.9:3128', credentials_file: join(dir, 'secrets', 'proxy') },
+    expected_ip: '47.111.68.103',
+    ip_echo: { url: 'https://ifconfig.me/ip', interval_ms: 600000, timeout_ms: 10000 },
+  });
 });
 
 t.test('loadConfigText: fills every default when keys are left out or empty', async (t) => {

@@ -24,6 +24,8 @@ function schemaKeys(node: unknown, prefix = ''): { key: string; path: string }[]
     }
   }
   if (isObj(node['items'])) out.push(...schemaKeys(node['items'], `${prefix}[]`));
+  // Maps keyed by names the user chooses (egress profiles): the keys of their values.
+  if (isObj(node['patternProperties'])) for (const sub of Object.values(node['patternProperties'])) out.push(...schemaKeys(sub, `${prefix}.*`));
   for (const union of [node['anyOf'], node['oneOf']]) {
     if (Array.isArray(union)) for (const b of union) out.push(...schemaKeys(b, prefix));
   }
