@@ -15,9 +15,9 @@ import { createGateway, type Gateway } from '../app.ts';
 import { editorJsonSchema, formatProblems, loadConfigFile } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import { EXIT_CONFIG } from '../core/errors.ts';
-import { checkEgressHost, EgressError } from '../egress/index.ts';
 import { createLogDestination, createLogger, type Logger, redactText } from '../core/logger.ts';
 import { type CertFileToCheck, checkCertificateFiles } from '../server/tls-check.ts';
+import { checkEgressHost, EgressError } from '../egress/index.ts';
 import { parseCommand, USAGE } from './args.ts';
 
 const EXIT_OK = 0;

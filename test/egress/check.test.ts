@@ -29,11 +29,18 @@ function problems(t: Test, r: LoadResult): ConfigProblem[] {
   return r.problems;
 }
 
-/** A config file in a fresh directory; extra files beside it. */
+let written = 0;
+const dirs = new WeakMap<Test, string>();
+
+/** A config file (a new name each time) in the test's directory (t.testdir empties it: made once); extra files beside it. */
 function write(t: Test, yaml: string, files: Record<string, string> = {}): string {
-  const dir = t.testdir({});
+  let dir = dirs.get(t);
+  if (dir === undefined) {
+    dir = t.testdir({});
+    dirs.set(t, dir);
+  }
   for (const [name, content] of Object.entries(files)) writeFileSync(join(dir, name), content);
-  const file = join(dir, 'wegate.yaml');
+  const file = join(dir, `wegate-${++written}.yaml`);
   writeFileSync(file, yaml);
   return file;
 }
@@ -50,7 +57,8 @@ ${route}`;
 
 function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const p = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // Bounded: a `serve` that wrongly starts is killed instead of outliving the test.
+    const p = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], timeout: 15_000, killSignal: 'SIGKILL' });
     let stdout = '';
     let stderr = '';
     p.stdout.on('data', (d) => (stdout += d));
@@ -82,21 +90,20 @@ t.test('loadConfigFile: names the address and its line when local_address is not
   t.ok((await loadConfigFile(file)).ok, 'without the host check the file itself is valid');
 });
 
-t.test('wegate check: exits 78 naming the address when local_address is not on this host', async (t) => {
-  const file = write(t, yaml('  wecom:\n    local_address: 192.0.2.55\n    expected_ip: 47.111.68.103'));
-  const r = await run(['check', '--config', file]);
-  t.equal(r.code, 78);
-  t.match(r.stderr, /is invalid \(1 problem\):\n {2}egress\.wecom\.local_address \(line 7\): must be an address of this host/);
+t.test('wegate check and serve: exit 78 naming the address when local_address is not on this host', async (t) => {
+  const bad = write(t, yaml('  wecom:\n    local_address: 192.0.2.55\n    expected_ip: 47.111.68.103'));
   const good = write(t, yaml('  wecom:\n    local_address: 127.0.0.2'));
-  const ok = await run(['check', '--config', good]);
+  // Three CLI processes at once: each spends most of its time starting Node.
+  const [check, serve, ok] = await Promise.all([
+    run(['check', '--config', bad]),
+    run(['serve', '--config', bad]),
+    run(['check', '--config', good]),
+  ]);
+  t.equal(check.code, 78);
+  t.match(check.stderr, /is invalid \(1 problem\):\n {2}egress\.wecom\.local_address \(line 7\): must be an address of this host/);
+  t.equal(serve.code, 78, 'serve refuses to start');
+  t.match(serve.stderr, /egress\.wecom\.local_address \(line 7\): must be an address of this host/);
   t.equal(ok.code, 0, ok.stderr);
-});
-
-t.test('wegate serve: refuses to start with exit 78 when local_address is not on this host', async (t) => {
-  const file = write(t, yaml('  wecom:\n    local_address: 192.0.2.55'));
-  const r = await run(['serve', '--config', file]);
-  t.equal(r.code, 78);
-  t.match(r.stderr, /egress\.wecom\.local_address \(line 7\): must be an address of this host/);
 });
 
 t.test('createGateway: rejects with an EgressError naming the address when local_address is not on this host', async (t) => {
