@@ -9,7 +9,14 @@ import type { Registry } from 'prom-client';
 import type { Config } from './config/schema.ts';
 import { LiveList } from './core/live-list.ts';
 import type { Logger } from './core/logger.ts';
-import { createIncidents, createReadiness, type DiagnosticsSnapshot, diagnosticsSnapshot, type Incidents, type Readiness } from './diagnostics/index.ts';
+import {
+  createIncidents,
+  createReadiness,
+  type DiagnosticsSnapshot,
+  diagnosticsSnapshot,
+  type Incidents,
+  type Readiness,
+} from './diagnostics/index.ts';
 import { createEgress, type Egress, type EgressProfile } from './egress/index.ts';
 import { createMetrics, type Metrics } from './metrics/metrics.ts';
 import { createProxy } from './proxy/index.ts';
@@ -247,7 +254,11 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
         diagnostics,
       });
       out.admin = await listenOn(adminServer, config.admin.listen, 'the admin listener');
-      listenPorts = { ...(out.http ? { http: out.http.port } : {}), ...(out.https ? { https: out.https.port } : {}), admin: out.admin.port };
+      listenPorts = {
+        ...(out.http ? { http: out.http.port } : {}),
+        ...(out.https ? { https: out.https.port } : {}),
+        admin: out.admin.port,
+      };
       readiness?.start();
       return out as ListenAddresses;
     } catch (e) {

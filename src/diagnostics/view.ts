@@ -149,7 +149,16 @@ export function renderDiagnosticsHtml(s: DiagnosticsSnapshot): string {
     )
     .join('');
   const egress = table(
-    ['profile / 出口', 'local address / 本机地址', 'proxy / 代理', 'expected IP / 预期 IP', 'observed IP / 检测到的 IP', 'match / 一致', 'checked / 检测时间', 'error / 错误'],
+    [
+      'profile / 出口',
+      'local address / 本机地址',
+      'proxy / 代理',
+      'expected IP / 预期 IP',
+      'observed IP / 检测到的 IP',
+      'match / 一致',
+      'checked / 检测时间',
+      'error / 错误',
+    ],
     s.egress.map((p) => [
       p.name,
       p.localAddress,
@@ -163,7 +172,15 @@ export function renderDiagnosticsHtml(s: DiagnosticsSnapshot): string {
     'No egress profile configured. / 未配置出口。',
   );
   const tokens = table(
-    ['app / 应用', 'kind / 类型', 'last refresh / 最近刷新', 'expires / 过期时间', 'last errcode / 最近错误码', 'last error / 最近错误', 'held until / 暂停至'],
+    [
+      'app / 应用',
+      'kind / 类型',
+      'last refresh / 最近刷新',
+      'expires / 过期时间',
+      'last errcode / 最近错误码',
+      'last error / 最近错误',
+      'held until / 暂停至',
+    ],
     (s.wecom?.tokens ?? []).map((t) => [
       t.name,
       t.kind,

@@ -5,12 +5,12 @@
  */
 import { X509Certificate } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
-import { request } from 'node:http';
 import { createServer } from 'node:net';
 import { createSecureContext } from 'node:tls';
 import { parseListenAddress } from '../../core/addresses.ts';
 import { checkCertificateFiles } from '../../server/tls-check.ts';
 import { certificateNames } from '../../server/tls.ts';
+import { undici } from '../../egress/undici.ts';
 import { type CheckResult, type DoctorCheck, type DoctorContext, result } from './types.ts';
 
 const DAY_MS = 86_400_000;
@@ -25,38 +25,29 @@ function tryBind(host: string | undefined, port: number): Promise<string | undef
 }
 
 /** The /diagnostics of a wegate on the configured admin address, if one answers there (1 s at most). */
-function runningWegate(ctx: DoctorContext): Promise<{ pid: number | null; listen: Record<string, number> } | undefined> {
+async function runningWegate(ctx: DoctorContext): Promise<{ pid: number | null } | undefined> {
   const parsed = parseListenAddress(ctx.config.admin.listen);
-  if (!parsed.ok || parsed.value.port === 0) return Promise.resolve(undefined);
-  const host = parsed.value.wildcard || parsed.value.host === undefined ? '127.0.0.1' : parsed.value.host;
-  return new Promise((resolve) => {
-    const req = request(
-      { host, port: parsed.value.port, path: '/diagnostics?format=json', headers: { accept: 'application/json' }, timeout: 1000 },
-      (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => {
-          body += d;
-          if (body.length > 1_000_000) req.destroy();
-        });
-        res.on('end', () => {
-          try {
-            const j = JSON.parse(body) as { service?: unknown; wegate?: { pid?: unknown; listen?: unknown } };
-            if (j.service !== 'wegate') return resolve(undefined);
-            const pid = typeof j.wegate?.pid === 'number' ? j.wegate.pid : null;
-            const listen = typeof j.wegate?.listen === 'object' && j.wegate.listen !== null ? (j.wegate.listen as Record<string, number>) : {};
-            resolve({ pid, listen });
-          } catch {
-            resolve(undefined);
-          }
-        });
-        res.on('error', () => resolve(undefined));
-      },
-    );
-    req.on('timeout', () => req.destroy());
-    req.on('error', () => resolve(undefined));
-    req.end();
-  });
+  if (!parsed.ok || parsed.value.port === 0) return undefined;
+  const h = parsed.value.wildcard || parsed.value.host === undefined ? '127.0.0.1' : parsed.value.host;
+  const { Agent, request } = undici();
+  const agent = new Agent({ connect: { timeout: 1000 } });
+  try {
+    const res = await request.call(agent, {
+      origin: `http://${h.includes(':') ? `[${h}]` : h}:${parsed.value.port}`,
+      path: '/diagnostics?format=json',
+      method: 'GET',
+      headers: { accept: 'application/json' },
+      headersTimeout: 1000,
+      bodyTimeout: 1000,
+    });
+    const j = (await res.body.json()) as { service?: unknown; wegate?: { pid?: unknown } };
+    if (j.service !== 'wegate') return undefined;
+    return { pid: typeof j.wegate?.pid === 'number' ? j.wegate.pid : null };
+  } catch {
+    return undefined;
+  } finally {
+    agent.destroy().catch(() => undefined);
+  }
 }
 
 export const listenersCheck: DoctorCheck = {
@@ -76,7 +67,11 @@ export const listenersCheck: DoctorCheck = {
           (async () => {
             const subject = `${key} ${address}`;
             const parsed = parseListenAddress(address);
-            if (!parsed.ok) return result('listeners', subject, 'fail', { en: `not a listen address: it ${parsed.reason}`, zh: `监听地址格式错误：${parsed.reason}` });
+            if (!parsed.ok)
+              return result('listeners', subject, 'fail', {
+                en: `not a listen address: it ${parsed.reason}`,
+                zh: `监听地址格式错误：${parsed.reason}`,
+              });
             const { host, port } = parsed.value;
             const code = await tryBind(host, port);
             if (code === undefined) {
@@ -120,7 +115,10 @@ export const listenersCheck: DoctorCheck = {
                 'listeners',
                 subject,
                 'fail',
-                { en: `permission denied (EACCES)${port < 1024 ? ': ports below 1024 are privileged' : ''}`, zh: `没有权限（EACCES）${port < 1024 ? '：1024 以下端口需要特权' : ''}` },
+                {
+                  en: `permission denied (EACCES)${port < 1024 ? ': ports below 1024 are privileged' : ''}`,
+                  zh: `没有权限（EACCES）${port < 1024 ? '：1024 以下端口需要特权' : ''}`,
+                },
                 {
                   en: 'run wegate with CAP_NET_BIND_SERVICE (the systemd unit sets AmbientCapabilities=CAP_NET_BIND_SERVICE) or as root',
                   zh: '为 wegate 授予 CAP_NET_BIND_SERVICE（systemd 单元已设置 AmbientCapabilities=CAP_NET_BIND_SERVICE）或以 root 运行',
@@ -132,7 +130,10 @@ export const listenersCheck: DoctorCheck = {
                 'listeners',
                 subject,
                 'fail',
-                { en: `${host ?? address} is not an address of this host (EADDRNOTAVAIL)`, zh: `${host ?? address} 不是本机地址（EADDRNOTAVAIL）` },
+                {
+                  en: `${host ?? address} is not an address of this host (EADDRNOTAVAIL)`,
+                  zh: `${host ?? address} 不是本机地址（EADDRNOTAVAIL）`,
+                },
                 { en: `add it to a network interface or correct ${key}`, zh: `请把该地址配置到网卡上，或改正 ${key}` },
               );
             }
@@ -148,7 +149,8 @@ export const certificatesCheck: DoctorCheck = {
   name: 'certificates',
   async run(ctx) {
     const certs = ctx.config.tls?.certs ?? [];
-    if (certs.length === 0) return [result('certificates', 'tls', 'skip', { en: 'no tls section (no HTTPS listener)', zh: '未配置 tls（无 HTTPS 监听）' })];
+    if (certs.length === 0)
+      return [result('certificates', 'tls', 'skip', { en: 'no tls section (no HTTPS listener)', zh: '未配置 tls（无 HTTPS 监听）' })];
     const hosts = [...new Set(ctx.config.routes.flatMap((r) => (r.host === undefined ? [] : [r.host])))];
     const out: CheckResult[] = [];
     for (const [i, c] of certs.entries()) {
@@ -160,7 +162,12 @@ export const certificatesCheck: DoctorCheck = {
         [pem, key] = await Promise.all([readFile(c.cert), readFile(c.key)]);
         x509 = new X509Certificate(pem);
       } catch (e) {
-        out.push(result('certificates', subject, 'fail', { en: `cannot be read or parsed: ${(e as Error).message}`, zh: `无法读取或解析：${(e as Error).message}` }));
+        out.push(
+          result('certificates', subject, 'fail', {
+            en: `cannot be read or parsed: ${(e as Error).message}`,
+            zh: `无法读取或解析：${(e as Error).message}`,
+          }),
+        );
         continue;
       }
       try {
@@ -171,8 +178,14 @@ export const certificatesCheck: DoctorCheck = {
             'certificates',
             subject,
             'fail',
-            { en: `the key ${c.key} does not fit the certificate (${(e as Error).message})`, zh: `私钥 ${c.key} 与证书不匹配（${(e as Error).message}）` },
-            { en: 'configure the key issued with this certificate (privkey.pem next to fullchain.pem)', zh: '请配置与该证书配套的私钥（与 fullchain.pem 同目录的 privkey.pem）' },
+            {
+              en: `the key ${c.key} does not fit the certificate (${(e as Error).message})`,
+              zh: `私钥 ${c.key} 与证书不匹配（${(e as Error).message}）`,
+            },
+            {
+              en: 'configure the key issued with this certificate (privkey.pem next to fullchain.pem)',
+              zh: '请配置与该证书配套的私钥（与 fullchain.pem 同目录的 privkey.pem）',
+            },
           ),
         );
         continue;
@@ -182,7 +195,12 @@ export const certificatesCheck: DoctorCheck = {
       const days = Math.floor((until.getTime() - ctx.now()) / DAY_MS);
       const date = until.toISOString().slice(0, 10);
       if (new Date(x509.validFrom).getTime() > ctx.now()) {
-        out.push(result('certificates', subject, 'fail', { en: `${names}: not valid before ${x509.validFrom} (check the clock)`, zh: `${names}：在 ${x509.validFrom} 之前无效（请检查系统时间）` }));
+        out.push(
+          result('certificates', subject, 'fail', {
+            en: `${names}: not valid before ${x509.validFrom} (check the clock)`,
+            zh: `${names}：在 ${x509.validFrom} 之前无效（请检查系统时间）`,
+          }),
+        );
       } else if (days < 0) {
         out.push(
           result(
@@ -190,14 +208,26 @@ export const certificatesCheck: DoctorCheck = {
             subject,
             'fail',
             { en: `${names}: expired on ${date}`, zh: `${names}：已于 ${date} 过期` },
-            { en: 'renew it (certbot renew) and reload wegate (systemctl reload wegate)', zh: '请续期（certbot renew）并重新加载 wegate（systemctl reload wegate）' },
+            {
+              en: 'renew it (certbot renew) and reload wegate (systemctl reload wegate)',
+              zh: '请续期（certbot renew）并重新加载 wegate（systemctl reload wegate）',
+            },
           ),
         );
       } else {
-        out.push(result('certificates', subject, 'ok', { en: `${names}: valid until ${date} (${days} days left)`, zh: `${names}：有效期至 ${date}（剩余 ${days} 天）` }));
+        out.push(
+          result('certificates', subject, 'ok', {
+            en: `${names}: valid until ${date} (${days} days left)`,
+            zh: `${names}：有效期至 ${date}（剩余 ${days} 天）`,
+          }),
+        );
       }
       // The `wegate check` warnings (expiring soon, no route host covered, missing intermediate), already bilingual.
-      for (const w of checkCertificateFiles([{ at: `tls.certs[${i}].cert`, file: c.cert, pem }], { hosts, now: ctx.now(), roots: ctx.roots })) {
+      for (const w of checkCertificateFiles([{ at: `tls.certs[${i}].cert`, file: c.cert, pem }], {
+        hosts,
+        now: ctx.now(),
+        roots: ctx.roots,
+      })) {
         if (days >= 0) out.push(result('certificates', subject, 'warn', { en: w, zh: w }));
       }
     }
@@ -220,13 +250,22 @@ export const verifyFilesCheck: DoctorCheck = {
       zh: '请在企业微信管理后台（应用管理 › <应用> › 网页授权及JS-SDK / 可信域名 › 申请校验域名）下载 WW_verify_….txt 并放入',
     };
     if (!vf) {
-      if (!wecom) return [result('verify_files', 'verify_files', 'skip', { en: 'no verify_files section (and no wecom section)', zh: '未配置 verify_files（也未配置 wecom）' })];
+      if (!wecom)
+        return [
+          result('verify_files', 'verify_files', 'skip', {
+            en: 'no verify_files section (and no wecom section)',
+            zh: '未配置 verify_files（也未配置 wecom）',
+          }),
+        ];
       return [
         result(
           'verify_files',
           'verify_files',
           'warn',
-          { en: 'no verify_files section: WeCom cannot verify the 可信域名 of these hosts', zh: '未配置 verify_files：企业微信无法校验这些域名的可信域名归属' },
+          {
+            en: 'no verify_files section: WeCom cannot verify the 可信域名 of these hosts',
+            zh: '未配置 verify_files：企业微信无法校验这些域名的可信域名归属',
+          },
           { en: `${download.en} a directory set as verify_files.dir`, zh: `${download.zh} verify_files.dir 指定的目录` },
         ),
       ];
@@ -235,7 +274,12 @@ export const verifyFilesCheck: DoctorCheck = {
     try {
       names = await readdir(vf.dir);
     } catch (e) {
-      return [result('verify_files', vf.dir, 'fail', { en: `cannot read the directory: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, zh: `无法读取目录：${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` })];
+      return [
+        result('verify_files', vf.dir, 'fail', {
+          en: `cannot read the directory: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+          zh: `无法读取目录：${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+        }),
+      ];
     }
     const out: CheckResult[] = [];
     const ww = names.filter((n) => WW_VERIFY.test(n)).sort();
@@ -245,12 +289,20 @@ export const verifyFilesCheck: DoctorCheck = {
           'verify_files',
           vf.dir,
           'warn',
-          { en: `no WW_verify_*.txt in ${vf.dir}: WeCom's 可信域名 check of ${where} will get 404`, zh: `${vf.dir} 中没有 WW_verify_*.txt：企业微信校验 ${whereZh} 的可信域名时会得到 404` },
+          {
+            en: `no WW_verify_*.txt in ${vf.dir}: WeCom's 可信域名 check of ${where} will get 404`,
+            zh: `${vf.dir} 中没有 WW_verify_*.txt：企业微信校验 ${whereZh} 的可信域名时会得到 404`,
+          },
           { en: `${download.en} ${vf.dir}`, zh: `${download.zh} ${vf.dir}` },
         ),
       );
     } else {
-      out.push(result('verify_files', vf.dir, 'ok', { en: `${ww.join(', ')} served at the root of ${where}`, zh: `${ww.join('、')} 在 ${whereZh} 的根目录提供` }));
+      out.push(
+        result('verify_files', vf.dir, 'ok', {
+          en: `${ww.join(', ')} served at the root of ${where}`,
+          zh: `${ww.join('、')} 在 ${whereZh} 的根目录提供`,
+        }),
+      );
     }
     for (const n of vf.names) {
       if (!names.includes(n)) {
@@ -260,7 +312,10 @@ export const verifyFilesCheck: DoctorCheck = {
             `verify_files.names ${n}`,
             'fail',
             { en: `${n} is configured but not in ${vf.dir}`, zh: `已配置 ${n}，但 ${vf.dir} 中没有该文件` },
-            { en: `put the file in ${vf.dir} or remove it from verify_files.names`, zh: `请把文件放入 ${vf.dir}，或从 verify_files.names 中删除` },
+            {
+              en: `put the file in ${vf.dir} or remove it from verify_files.names`,
+              zh: `请把文件放入 ${vf.dir}，或从 verify_files.names 中删除`,
+            },
           ),
         );
       }

@@ -126,7 +126,8 @@ export async function runDoctor(file: string, config: Config, deps: DoctorDeps):
           let wecomEgress: WecomEgress;
           if (w.egress !== undefined) {
             const name = w.egress;
-            if ((await ctx.unusableProfiles()).has(name)) return { error: `wecom.egress: the egress profile ${name} is unusable (see egress above)` };
+            if ((await ctx.unusableProfiles()).has(name))
+              return { error: `wecom.egress: the egress profile ${name} is unusable (see egress above)` };
             const eg = await ctx.egress();
             const profile = eg.profile(name);
             if (!profile) return { error: `wecom.egress names the egress profile "${name}", which the egress section does not define` };
@@ -151,7 +152,13 @@ export async function runDoctor(file: string, config: Config, deps: DoctorDeps):
       try {
         results.push(...(await check.run(ctx)));
       } catch (e) {
-        results.push({ check: check.name, subject: check.name, status: 'fail', en: `the check failed: ${(e as Error).message}`, zh: `检查出错：${(e as Error).message}` });
+        results.push({
+          check: check.name,
+          subject: check.name,
+          status: 'fail',
+          en: `the check failed: ${(e as Error).message}`,
+          zh: `检查出错：${(e as Error).message}`,
+        });
       }
     }
   } finally {

@@ -49,10 +49,11 @@ export interface DoctorCheck {
 }
 
 /** A result of `check` (a small constructor the checks share). */
-export const result = (
-  check: string,
-  subject: string,
-  status: CheckStatus,
-  found: Bilingual,
-  fix?: Bilingual,
-): CheckResult => ({ check, subject, status, en: found.en, zh: found.zh, ...(fix ? { fix } : {}) });
+export const result = (check: string, subject: string, status: CheckStatus, found: Bilingual, fix?: Bilingual): CheckResult => ({
+  check,
+  subject,
+  status,
+  en: found.en,
+  zh: found.zh,
+  ...(fix ? { fix } : {}),
+});

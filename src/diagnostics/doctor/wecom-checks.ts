@@ -33,7 +33,10 @@ export const wecomTokenCheck: DoctorCheck = {
           if (!(e instanceof WecomApiError)) throw e;
           const s = explainWecomError(e);
           const errcode = e.errcode !== undefined ? ` (errcode ${e.errcode})` : '';
-          return result('wecom_token', subject, e.kind === 'not_ready' ? 'warn' : 'fail', { en: `${s.en}${errcode}`, zh: `${s.zh}${errcode}` });
+          return result('wecom_token', subject, e.kind === 'not_ready' ? 'warn' : 'fail', {
+            en: `${s.en}${errcode}`,
+            zh: `${s.zh}${errcode}`,
+          });
         }
       }),
     );
@@ -51,7 +54,11 @@ export const wecomTrustedIpCheck: DoctorCheck = {
       api.apps.map(async (app): Promise<CheckResult> => {
         const subject = `app ${app}`;
         const token = ctx.results.find((r) => r.check === 'wecom_token' && r.subject === subject);
-        if (token && token.status !== 'ok') return result('wecom_trusted_ip', subject, 'skip', { en: 'needs a token (see wecom_token above)', zh: '需要先获取令牌（见上方 wecom_token）' });
+        if (token && token.status !== 'ok')
+          return result('wecom_trusted_ip', subject, 'skip', {
+            en: 'needs a token (see wecom_token above)',
+            zh: '需要先获取令牌（见上方 wecom_token）',
+          });
         const p = await api.probe(app);
         if (p.ok) {
           return result('wecom_trusted_ip', subject, 'ok', {
@@ -61,7 +68,10 @@ export const wecomTrustedIpCheck: DoctorCheck = {
         }
         const s = explainWecomError(p.error);
         const errcode = p.error.errcode !== undefined ? ` (errcode ${p.error.errcode})` : '';
-        return result('wecom_trusted_ip', subject, p.error.kind === 'not_ready' ? 'warn' : 'fail', { en: `${s.en}${errcode}`, zh: `${s.zh}${errcode}` });
+        return result('wecom_trusted_ip', subject, p.error.kind === 'not_ready' ? 'warn' : 'fail', {
+          en: `${s.en}${errcode}`,
+          zh: `${s.zh}${errcode}`,
+        });
       }),
     );
   },

@@ -230,7 +230,12 @@ export function createWecomApi(deps: WecomApiDeps): WecomApi {
     for (const [k, v] of Object.entries(query)) url.searchParams.set(k, v);
     const end = metrics.wecomApiDuration.startTimer({ api });
     try {
-      const json = await exchange(url, { ...exchangeOpts, dispatcher: egress.dispatcher, method, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
+      const json = await exchange(url, {
+        ...exchangeOpts,
+        dispatcher: egress.dispatcher,
+        method,
+        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+      });
       metrics.wecomApiCalls.inc({ api, errcode: String(errcodeOf(json)) });
       return json;
     } catch (e) {

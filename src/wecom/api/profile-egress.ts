@@ -22,7 +22,10 @@ export interface WecomEgressSource {
 
 /** A WecomEgress that follows `current()` (the profile named by wecom.egress in the running config). */
 export function createProfileWecomEgress(current: () => WecomEgressSource, config: WecomConfig): WecomEgress {
-  const tls = { ...(config.ca_file !== undefined ? { ca: readFileSync(config.ca_file) } : {}), connectTimeoutMs: config.timeouts.connect_ms };
+  const tls = {
+    ...(config.ca_file !== undefined ? { ca: readFileSync(config.ca_file) } : {}),
+    connectTimeoutMs: config.timeouts.connect_ms,
+  };
   const dispatchers = new WeakMap<WecomEgressSource, Dispatcher>();
   // Getters: an unset pin reads as undefined, which every reader of WecomEgress tests for (the
   // interface's optional keys cannot say "present but undefined" under exactOptionalPropertyTypes).
