@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { connect, isIP } from 'node:net';
 import type { Dispatcher } from 'undici';
 import type { RouteConfig } from '../../config/schema.ts';
-import { probeLocalAddress } from '../../egress/index.ts';
+import { explainEgressError, probeLocalAddress } from '../../egress/index.ts';
 import { undici } from '../../egress/undici.ts';
 import { type CheckResult, type DoctorCheck, result } from './types.ts';
 
@@ -245,7 +245,8 @@ export const upstreamsCheck: DoctorCheck = {
           }
           return result('upstreams', subject, 'ok', found);
         } catch (e) {
-          const code = String((e as { code?: unknown }).code ?? (e as Error).message);
+          // A proxy's refusal of the tunnel has no code, only undici's message: explainEgressError says what it means.
+          const code = String((e as { code?: unknown }).code ?? explainEgressError(e));
           if (code === 'ECONNREFUSED') {
             return result(
               'upstreams',
