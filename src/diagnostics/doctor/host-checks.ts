@@ -24,7 +24,7 @@ function tryBind(host: string | undefined, port: number): Promise<string | undef
 }
 
 /** The /diagnostics of a wegate on the configured admin address, if one answers there (1 s at most). */
-async function runningWegate(ctx: DoctorContext): Promise<{ pid: number | null } | undefined> {
+async function runningWegate(ctx: DoctorContext): Promise<{ pid: number | null; ports: number[] } | undefined> {
   const parsed = parseListenAddress(ctx.config.admin.listen);
   if (!parsed.ok || parsed.value.port === 0) return undefined;
   const h = parsed.value.wildcard || parsed.value.host === undefined ? '127.0.0.1' : parsed.value.host;
@@ -39,9 +39,13 @@ async function runningWegate(ctx: DoctorContext): Promise<{ pid: number | null }
       headersTimeout: 1000,
       bodyTimeout: 1000,
     });
-    const j = (await res.body.json()) as { service?: unknown; wegate?: { pid?: unknown } };
+    const j = (await res.body.json()) as { service?: unknown; wegate?: { pid?: unknown; listen?: unknown } };
     if (j.service !== 'wegate') return undefined;
-    return { pid: typeof j.wegate?.pid === 'number' ? j.wegate.pid : null };
+    const listen = typeof j.wegate?.listen === 'object' && j.wegate.listen !== null ? Object.values(j.wegate.listen) : [];
+    return {
+      pid: typeof j.wegate?.pid === 'number' ? j.wegate.pid : null,
+      ports: listen.filter((p): p is number => typeof p === 'number'),
+    };
   } catch {
     return undefined;
   } finally {
@@ -82,7 +86,8 @@ export const listenersCheck: DoctorCheck = {
             if (code === 'EADDRINUSE') {
               running ??= runningWegate(ctx);
               const w = await running;
-              if (w) {
+              // Only the ports that wegate says it listens on are its own.
+              if (w?.ports.includes(port)) {
                 const pid = w.pid !== null ? `pid ${w.pid}` : 'pid unknown';
                 return result(
                   'listeners',
