@@ -9,8 +9,15 @@ import type { Registry } from 'prom-client';
 import type { Config } from './config/schema.ts';
 import { LiveList } from './core/live-list.ts';
 import type { Logger } from './core/logger.ts';
-import { createIncidents, type Incidents } from './diagnostics/index.ts';
-import { createEgress, type Egress } from './egress/index.ts';
+import {
+  createIncidents,
+  createReadiness,
+  type DiagnosticsSnapshot,
+  diagnosticsSnapshot,
+  type Incidents,
+  type Readiness,
+} from './diagnostics/index.ts';
+import { createEgress, type Egress, type EgressProfile } from './egress/index.ts';
 import { createMetrics, type Metrics } from './metrics/metrics.ts';
 import { createProxy } from './proxy/index.ts';
 import { createAdminServer } from './server/admin.ts';
@@ -20,6 +27,7 @@ import { type CertStore, createCertStore } from './server/tls.ts';
 import { createVerifyFiles } from './verify-files/index.ts';
 import { createDirectWecomEgress } from './wecom/api/direct-egress.ts';
 import { createWecomApi, type WecomApi, type WecomEgress } from './wecom/api/index.ts';
+import { createProfileWecomEgress } from './wecom/api/profile-egress.ts';
 
 export interface GatewayDeps {
   readonly logger: Logger;
@@ -31,10 +39,12 @@ export interface GatewayDeps {
   readonly now?: () => number;
   /** Quiet time after a certificate file event before reloading (default 250 ms). */
   readonly certWatchDebounceMs?: number;
-  /** The egress WeCom calls leave through (src/egress/ builds it); default a direct undici Agent. */
+  /** The egress WeCom calls leave through; default the profile named by `wecom.egress`, else a direct undici Agent. */
   readonly wecomEgress?: WecomEgress;
   /** Environment for `secret: { env: … }` (cli/ passes process.env). */
   readonly env?: Readonly<Record<string, string | undefined>>;
+  /** Version and pid shown in /diagnostics (cli/ passes them; doctor recognises a running wegate by them). */
+  readonly about?: { readonly version: string; readonly pid: number };
 }
 
 export interface ListenAddresses {
@@ -57,6 +67,10 @@ export interface Gateway {
   readonly wecom: WecomApi | undefined;
   /** Recent incidents (60020 …) for /diagnostics. */
   readonly incidents: Incidents;
+  /** The WeCom readiness probe (get_api_domain_ip per app, on a timer once listening); undefined without `wecom:`. */
+  readonly readiness: Readiness | undefined;
+  /** What the admin listener's /diagnostics shows. */
+  diagnostics(): DiagnosticsSnapshot;
   /**
    * The egress profiles in use. A reload that changes the `egress` section replaces them and closes
    * the old ones (their dispatchers too): hold the Gateway, not a profile, across reloads.
@@ -79,16 +93,8 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
   const { logger, registry } = deps;
   const metrics = createMetrics({ registry, processMetrics: deps.processMetrics ?? true });
   let config = initial;
-  const incidents = createIncidents({ clock: deps.now ?? Date.now, logger, metrics });
-  const wecomDirect = initial.wecom && !deps.wecomEgress ? createDirectWecomEgress(initial.wecom) : undefined;
-  let wecom: WecomApi | undefined;
-  try {
-    const egress = deps.wecomEgress ?? wecomDirect?.egress;
-    if (initial.wecom && egress) wecom = createWecomApi({ config: initial.wecom, egress, logger, metrics, incidents, env: deps.env ?? {} });
-  } catch (e) {
-    await wecomDirect?.close();
-    throw e;
-  }
+  const clock = deps.now ?? Date.now;
+  const incidents = createIncidents({ clock, logger, metrics });
 
   const httpsServers = new Set<Server>();
   const makeCertStore = (c: Config): Promise<CertStore> | undefined => {
@@ -138,7 +144,36 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
   };
 
   if (config.listen.https && !config.tls) throw new Error('listen.https is set but tls.certs is missing');
+  // The profile WeCom calls leave through; the client asks for it on each call, so a reload's new profiles take over.
+  const wecomProfile = initial.wecom?.egress;
+  const missingWecomProfile = (c: Config) =>
+    wecomProfile !== undefined && c.egress?.[wecomProfile] === undefined
+      ? new Error(
+          `wecom.egress names the egress profile "${wecomProfile}", which the egress section does not define (defined: ${Object.keys(c.egress ?? {}).join(', ') || 'none'})`,
+        )
+      : undefined;
+  const noProfile = missingWecomProfile(config);
+  if (noProfile) throw noProfile;
   let egress = await makeEgress(config);
+  const wecomDirect = initial.wecom && !deps.wecomEgress && wecomProfile === undefined ? createDirectWecomEgress(initial.wecom) : undefined;
+  let wecom: WecomApi | undefined;
+  let readiness: Readiness | undefined;
+  try {
+    const wecomEgress =
+      deps.wecomEgress ??
+      wecomDirect?.egress ??
+      (initial.wecom && wecomProfile !== undefined
+        ? createProfileWecomEgress(() => egress.profile(wecomProfile) as EgressProfile, initial.wecom)
+        : undefined);
+    if (initial.wecom && wecomEgress) {
+      wecom = createWecomApi({ config: initial.wecom, egress: wecomEgress, logger, metrics, incidents, env: deps.env ?? {} });
+      readiness = createReadiness({ wecom, metrics, logger, clock, intervalMs: initial.wecom.probe.interval_ms });
+    }
+  } catch (e) {
+    await wecomDirect?.close();
+    await egress.close();
+    throw e;
+  }
   let certStore: CertStore | undefined;
   let site: Site;
   try {
@@ -146,6 +181,8 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
     site = await buildSite(config, egress);
   } catch (e) {
     certStore?.close();
+    await wecom?.close();
+    await wecomDirect?.close();
     await egress.close();
     throw e;
   }
@@ -214,8 +251,15 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
         logger,
         ready: () => listening && !closing,
         beforeScrape: () => certStore?.refreshExpiry(),
+        diagnostics,
       });
       out.admin = await listenOn(adminServer, config.admin.listen, 'the admin listener');
+      listenPorts = {
+        ...(out.http ? { http: out.http.port } : {}),
+        ...(out.https ? { https: out.https.port } : {}),
+        admin: out.admin.port,
+      };
+      readiness?.start();
       return out as ListenAddresses;
     } catch (e) {
       await Promise.all([httpServer, httpsServer, adminServer].filter((s) => s !== undefined).map(closeServer));
@@ -225,6 +269,17 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
       throw e;
     }
   };
+
+  let listenPorts: Record<string, number> = {};
+  const diagnostics = () =>
+    diagnosticsSnapshot({
+      clock,
+      incidents,
+      egress: () => egress.snapshot(),
+      ...(wecom ? { wecom: { egress: () => wecom.egress.name, tokens: () => wecom.tokenStatus() } } : {}),
+      ...(readiness ? { readiness } : {}),
+      about: () => ({ ...deps.about, listen: listenPorts }),
+    });
 
   let reloadChain: Promise<unknown> = Promise.resolve();
   const reloadNow = async (next: Config) => {
@@ -236,6 +291,8 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
     const tlsChanged = JSON.stringify(next.tls?.certs) !== JSON.stringify(config.tls?.certs) || next.tls?.watch !== config.tls?.watch;
     try {
       if (next.listen.https && !next.tls && !certStore) throw new Error('listen.https is set but tls.certs is missing');
+      const noWecomProfile = missingWecomProfile(next);
+      if (noWecomProfile) throw noWecomProfile;
       if (egressChanged) nextEgress = await makeEgress(next);
       try {
         if (tlsChanged && next.tls) nextCerts = await makeCertStore(next);
@@ -264,6 +321,9 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
           { listener: 'admin', running: config.admin.listen, configured: next.admin.listen },
           'listen address changed: restart wegate to apply it',
         );
+      }
+      if (next.wecom?.egress !== wecomProfile) {
+        logger.warn({ running: wecomProfile, configured: next.wecom?.egress }, 'wecom.egress changed: restart wegate to apply it');
       }
       if (httpsServer && !next.tls) logger.warn('tls removed from the configuration: keeping the certificates in use until restart');
       // The WeCom client (token caches, secrets read at start-up) outlives generations.
@@ -324,6 +384,7 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
     await Promise.allSettled([site, ...retired].map((s) => s.proxy.close()));
     retired.clear();
     certStore?.close();
+    readiness?.close();
     await wecom?.close();
     await wecomDirect?.close();
     await egress.close();
@@ -349,6 +410,8 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
     metrics,
     wecom,
     incidents,
+    readiness,
+    diagnostics,
     get egress() {
       return egress;
     },

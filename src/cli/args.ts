@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 
 export type Command =
   | { kind: 'serve' | 'check'; configFile: string }
+  | { kind: 'doctor'; configFile: string; json: boolean }
   | { kind: 'schema' }
   | { kind: 'help' }
   | { kind: 'version' }
@@ -18,15 +19,18 @@ export const USAGE = `wegate — reverse-proxy gateway for WeCom (企业微信) 
 Usage / 用法:
   wegate serve  [--config FILE]   run the gateway                       运行网关
   wegate check  [--config FILE]   validate the configuration and exit   检查配置文件后退出
+  wegate doctor [--config FILE] [--json]
+                                  check this host, the upstreams and WeCom (企业可信IP) for real  实际检查本机、后端与企业微信
   wegate schema                   print the config JSON Schema (for editors)  输出配置文件的 JSON Schema
   wegate --help | --version
 
 Options:
   -c, --config FILE   configuration file (default: $WEGATE_CONFIG or ${DEFAULT_CONFIG_FILE})
+      --json          doctor: print the report as JSON (机器可读输出)
 
 Signals: SIGHUP reloads the configuration, certificates and verification files (重新加载配置);
          SIGTERM/SIGINT drain and stop (优雅退出).
-Exit codes: 0 ok, 1 runtime failure, 2 usage error, 78 invalid configuration (配置无效).
+Exit codes: 0 ok, 1 runtime failure or a doctor check failed, 2 usage error, 78 invalid configuration (配置无效).
 `;
 
 /** Parse argv (without node and script) and the environment into a command. */
@@ -36,6 +40,7 @@ export function parseCommand(argv: readonly string[], env: Readonly<Record<strin
     config: { type: 'string', short: 'c' },
     help: { type: 'boolean', short: 'h' },
     version: { type: 'boolean', short: 'v' },
+    json: { type: 'boolean' },
   } as const;
   try {
     parsed = parseArgs({ args: [...argv], options, allowPositionals: true });
@@ -47,18 +52,21 @@ export function parseCommand(argv: readonly string[], env: Readonly<Record<strin
   if (values.version) return { kind: 'version' };
   const [verb, ...rest] = positionals;
   if (rest.length > 0) return { kind: 'usage-error', message: `unexpected argument "${rest[0]}"` };
+  if (values.json && verb !== 'doctor') return { kind: 'usage-error', message: '--json is an option of doctor only' };
   const configFile = values.config ?? env.WEGATE_CONFIG ?? DEFAULT_CONFIG_FILE;
   switch (verb) {
     case 'serve':
     case 'check':
       return { kind: verb, configFile };
+    case 'doctor':
+      return { kind: 'doctor', configFile, json: values.json === true };
     case 'schema':
       return { kind: 'schema' };
     case 'help':
       return { kind: 'help' };
     case undefined:
-      return { kind: 'usage-error', message: 'a command is required (serve, check, schema)' };
+      return { kind: 'usage-error', message: 'a command is required (serve, check, doctor, schema)' };
     default:
-      return { kind: 'usage-error', message: `unknown command "${verb}" (expected serve, check, schema)` };
+      return { kind: 'usage-error', message: `unknown command "${verb}" (expected serve, check, doctor, schema)` };
   }
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * The only module that touches `process`: argv, env, signals, exit codes, stdout/stderr.
- * serve | check | schema. Exit 78 (EX_CONFIG) for an invalid configuration so systemd's
+ * serve | check | doctor | schema. Exit 78 (EX_CONFIG) for an invalid configuration so systemd's
  * RestartPreventExitStatus=78 stops a restart loop on a bad file.
  */
 import { createHash } from 'node:crypto';
@@ -17,6 +17,7 @@ import type { Config } from '../config/schema.ts';
 import { EXIT_CONFIG } from '../core/errors.ts';
 import { createLogDestination, createLogger, type Logger, redactText } from '../core/logger.ts';
 import { type CertFileToCheck, checkCertificateFiles } from '../server/tls-check.ts';
+import { formatDoctorReport, invalidConfigReport, runDoctor } from '../diagnostics/doctor/index.ts';
 import { checkEgressHost, EgressError } from '../egress/index.ts';
 import { parseCommand, USAGE } from './args.ts';
 
@@ -57,6 +58,16 @@ async function main(): Promise<number | undefined> {
       process.stdout.write(`${file}: configuration is valid (配置有效): ${r.config.routes.length} route(s)${counted}\n`);
       return EXIT_OK;
     }
+    case 'doctor': {
+      const file = resolve(cmd.configFile);
+      // Without the host check: an egress address missing here is the doctor's ✗ (exit 1), with the rest still checked.
+      const r = await loadConfigFile(file);
+      const report = r.ok
+        ? await runDoctor(file, r.config, { env: process.env, roots: () => getCACertificates('default') })
+        : invalidConfigReport(file, r.problems);
+      process.stdout.write(cmd.json ? `${JSON.stringify(report, null, 2)}\n` : formatDoctorReport(report));
+      return report.exitCode;
+    }
     case 'serve':
       return serve(resolve(cmd.configFile));
   }
@@ -76,7 +87,12 @@ async function serve(file: string): Promise<number | undefined> {
   const logger = createLogger({ level: config.log.level, destination });
   let gateway: Gateway;
   try {
-    gateway = await createGateway(config, { logger, registry: new Registry(), env: process.env });
+    gateway = await createGateway(config, {
+      logger,
+      registry: new Registry(),
+      env: process.env,
+      about: { version: pkg.version, pid: process.pid },
+    });
   } catch (e) {
     logger.fatal({ err: e }, 'wegate could not start');
     await flush(logger);

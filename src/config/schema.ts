@@ -203,6 +203,18 @@ export const WecomSchema = Type.Object(
       900_000,
       'After WeCom rejects a secret (40001/40013 …), wegate does not ask again with the same secret for this long (WeCom blocks gettoken after ~2000 failures an hour).',
     ),
+    probe: Type.Object(
+      {
+        interval_ms: Type.Integer({
+          minimum: 0,
+          maximum: 86_400_000,
+          default: 60_000,
+          description:
+            'Readiness probe per app (gettoken + get_api_domain_ip, which WeCom guards with 企业可信IP) at start and this often; 0 = only at start. Shown in /diagnostics and wegate_wecom_ready{app}; never fails /readyz.',
+        }),
+      },
+      { additionalProperties: false, default: {}, description: 'wegate\'s own WeCom readiness probe (the one `wegate doctor` runs).' },
+    ),
     apps: Type.Array(WecomAppSchema, { default: [], description: 'WeCom apps whose API wegate calls.' }),
     suites: Type.Array(WecomSuiteSchema, { default: [], description: 'Third-party suites and 代开发 templates.' }),
   },

@@ -31,6 +31,8 @@ export interface Metrics {
   readonly wecomTokenRefreshes: Counter<'app' | 'result'>;
   /** Diagnosed WeCom incidents (60020 …), each occurrence, by app and cause. */
   readonly wecomIncidents: Counter<'app' | 'cause'>;
+  /** Readiness probe per WeCom app (get_api_domain_ip): 1 ready, 0 not (never fails /readyz). */
+  readonly wecomReady: Gauge<'app'>;
   /** 1 while an egress profile's IP echo shows another public IP than its expected_ip, 0 when it matches. */
   readonly egressIpMismatch: Gauge<'profile'>;
   /** IP-echo checks by profile and result (match, mismatch, no_expected_ip, error). */
@@ -127,6 +129,12 @@ export function createMetrics({ registry, processMetrics = true }: MetricsOption
       name: 'wegate_wecom_incidents_total',
       help: 'Diagnosed WeCom incidents (60020 and friends), each occurrence, by app and cause.',
       labelNames: ['app', 'cause'],
+      registers,
+    }),
+    wecomReady: new Gauge({
+      name: 'wegate_wecom_ready',
+      help: 'Per WeCom app: 1 when the readiness probe (gettoken + get_api_domain_ip, guarded by 企业可信IP) last succeeded, 0 when it failed.',
+      labelNames: ['app'],
       registers,
     }),
     egressIpMismatch: new Gauge({

@@ -8,6 +8,8 @@ t.test('parseCommand: understands every command when arguments are valid', async
     ['config from WEGATE_CONFIG', ['serve'], { WEGATE_CONFIG: '/x/w.yaml' }, { kind: 'serve', configFile: '/x/w.yaml' }],
     ['flag beats env', ['check', '--config=c.yaml'], { WEGATE_CONFIG: '/x/w.yaml' }, { kind: 'check', configFile: 'c.yaml' }],
     ['default file', ['check'], {}, { kind: 'check', configFile: DEFAULT_CONFIG_FILE }],
+    ['doctor', ['doctor', '-c', 'd.yaml'], {}, { kind: 'doctor', configFile: 'd.yaml', json: false }],
+    ['doctor --json', ['doctor', '--json'], {}, { kind: 'doctor', configFile: DEFAULT_CONFIG_FILE, json: true }],
     ['schema', ['schema'], {}, { kind: 'schema' }],
     ['--help', ['--help'], {}, { kind: 'help' }],
     ['help verb', ['help'], {}, { kind: 'help' }],
@@ -23,6 +25,7 @@ t.test('parseCommand: reports a usage error when arguments are wrong', async (t)
     ['unknown flag', ['serve', '--cnofig', 'x'], /Unknown option/i],
     ['extra positional', ['serve', 'x.yaml'], /unexpected argument "x.yaml"/],
     ['--config without value', ['serve', '--config'], /argument missing|requires|expects/i],
+    ['--json outside doctor', ['check', '--json'], /--json is an option of doctor only/],
   ];
   for (const [name, argv, message] of cases) {
     const r = parseCommand(argv, {});

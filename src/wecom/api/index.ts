@@ -229,8 +229,8 @@ export function createWecomApi(deps: WecomApiDeps): WecomApi {
     apps.set(a.name, { cfg: a, kind, corpId, secret: a.secret ? readSecret(a.secret, env, label) : undefined, suite });
   });
 
+  // The dispatcher is read per exchange: a reload that replaces the egress profile hands in a new one.
   const exchangeOpts = {
-    dispatcher: egress.dispatcher,
     connectMs: config.timeouts.connect_ms,
     responseMs: config.timeouts.response_ms,
     maxBytes: config.max_response_bytes,
@@ -243,7 +243,12 @@ export function createWecomApi(deps: WecomApiDeps): WecomApi {
     for (const [k, v] of Object.entries(query)) url.searchParams.set(k, v);
     const end = metrics.wecomApiDuration.startTimer({ api });
     try {
-      const json = await exchange(url, { ...exchangeOpts, method, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
+      const json = await exchange(url, {
+        ...exchangeOpts,
+        dispatcher: egress.dispatcher,
+        method,
+        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+      });
       if (malformedErrcode(json)) throw new ExchangeError('bad_response', 'WeCom answered an errcode that is not a whole number');
       metrics.wecomApiCalls.inc({ api, errcode: String(errcodeOf(json)) });
       return json;

@@ -1,0 +1,225 @@
+/**
+ * What /diagnostics shows (src/server/admin.ts serves it on the admin listener only): recent
+ * incidents with the action sentence, egress status per profile, token status per WeCom app and the
+ * readiness probe. Every field is picked by name, never spread from its source, so a secret added
+ * to a source object later cannot slip in: no token, secret, proxy credential or query is in here.
+ * JSON for machines; a bilingual HTML page for a browser, every value HTML-escaped.
+ */
+import type { Incidents } from './incidents.ts';
+import type { ProbeResult, Readiness } from './readiness.ts';
+
+/** An egress profile as src/egress/ snapshot() gives it. */
+export interface EgressView {
+  readonly name: string;
+  readonly localAddress: string | undefined;
+  readonly family: 4 | 6 | undefined;
+  readonly proxy: string | undefined;
+  readonly expectedIp: string | undefined;
+  readonly ipEcho: boolean;
+  readonly observedIp: string | undefined;
+  readonly matches: boolean | undefined;
+  readonly checkedAt: number | undefined;
+  readonly error: string | undefined;
+}
+
+/** A token row as the WeCom client's tokenStatus() gives it. */
+export interface TokenView {
+  readonly name: string;
+  readonly kind: string;
+  readonly lastRefreshAt?: number;
+  readonly expiresAt?: number;
+  readonly lastErrcode?: number;
+  readonly lastError?: string;
+  readonly heldUntil?: number;
+}
+
+export interface DiagnosticsSources {
+  readonly clock: () => number;
+  readonly incidents: Incidents;
+  readonly egress: () => readonly EgressView[];
+  /** Undefined without a `wecom:` section. */
+  readonly wecom?: { readonly egress: () => string; readonly tokens: () => readonly TokenView[] };
+  readonly readiness?: Pick<Readiness, 'results'>;
+  /** The running process (doctor recognises a running wegate by it). */
+  readonly about: () => { readonly version?: string; readonly pid?: number; readonly listen: Readonly<Record<string, number>> };
+}
+
+const iso = (ms: number | undefined) => (ms === undefined ? null : new Date(ms).toISOString());
+
+/** The snapshot as JSON-ready data. */
+export function diagnosticsSnapshot(src: DiagnosticsSources) {
+  const now = src.clock();
+  const about = src.about();
+  return {
+    service: 'wegate' as const,
+    generatedAt: iso(now),
+    wegate: { version: about.version ?? null, pid: about.pid ?? null, listen: { ...about.listen } },
+    incidents: src.incidents.list().map((i) => ({
+      app: i.app,
+      api: i.api,
+      cause: i.cause,
+      source: i.source ?? 'wegate',
+      errcode: i.errcode ?? null,
+      fromIp: i.fromIp ?? null,
+      expectedIp: i.expectedIp ?? null,
+      localAddress: i.localAddress ?? null,
+      hint: i.hint ?? null,
+      count: i.count,
+      firstSeen: iso(i.firstSeen),
+      lastSeen: iso(i.lastSeen),
+      en: i.en,
+      zh: i.zh,
+    })),
+    egress: src.egress().map((p) => ({
+      name: p.name,
+      localAddress: p.localAddress ?? null,
+      family: p.family ?? null,
+      proxy: p.proxy === undefined ? null : proxyShown(p.proxy),
+      expectedIp: p.expectedIp ?? null,
+      ipEcho: p.ipEcho,
+      observedIp: p.observedIp ?? null,
+      matches: p.matches ?? null,
+      checkedAt: iso(p.checkedAt),
+      error: p.error ?? null,
+    })),
+    wecom: src.wecom
+      ? {
+          egress: src.wecom.egress(),
+          tokens: src.wecom.tokens().map((t) => ({
+            name: t.name,
+            kind: t.kind,
+            lastRefreshAt: iso(t.lastRefreshAt),
+            expiresAt: iso(t.expiresAt),
+            expiresInSeconds: t.expiresAt === undefined ? null : Math.round((t.expiresAt - now) / 1000),
+            lastErrcode: t.lastErrcode ?? null,
+            lastError: t.lastError ?? null,
+            heldUntil: iso(t.heldUntil),
+          })),
+          readiness: (src.readiness?.results() ?? []).map((r: ProbeResult) => ({
+            app: r.app,
+            ok: r.ok,
+            checkedAt: iso(r.checkedAt),
+            errcode: r.errcode ?? null,
+            code: r.code ?? null,
+            en: r.en ?? null,
+            zh: r.zh ?? null,
+          })),
+        }
+      : null,
+  };
+}
+
+export type DiagnosticsSnapshot = ReturnType<typeof diagnosticsSnapshot>;
+
+/** The proxy as scheme://host:port only (the profile never holds credentials in it; belt and braces). */
+function proxyShown(origin: string): string {
+  try {
+    const u = new URL(origin);
+    return `${u.protocol}//${u.host}`;
+  } catch {
+    return '(invalid)';
+  }
+}
+
+const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
+
+/** HTML-escape text for element content and quoted attributes. */
+export const escapeHtml = (v: unknown): string => String(v ?? '–').replace(/[&<>"']/g, (c) => ESCAPES[c] as string);
+
+const table = (head: readonly string[], rows: readonly (readonly unknown[])[], empty: string) =>
+  rows.length === 0
+    ? `<p class="empty">${escapeHtml(empty)}</p>`
+    : `<table><thead><tr>${head.map((h) => `<th>${escapeHtml(h)}</th>`).join('')}</tr></thead><tbody>${rows
+        .map((r) => `<tr>${r.map((c) => `<td>${escapeHtml(c)}</td>`).join('')}</tr>`)
+        .join('')}</tbody></table>`;
+
+const yesNo = (v: boolean | null, yes: string, no: string) => (v === null ? '–' : v ? yes : no);
+
+/** A readable bilingual page; every value is escaped (it may hold what WeCom or a vendor sent). */
+export function renderDiagnosticsHtml(s: DiagnosticsSnapshot): string {
+  const incidents = s.incidents
+    .map(
+      (i) =>
+        `<li class="incident"><p class="meta">${escapeHtml(`${i.cause} · ${i.app} · ${i.api} · errcode ${i.errcode ?? '–'} · ×${i.count}`)}` +
+        ` · ${escapeHtml(`first/首次 ${i.firstSeen} · last/最近 ${i.lastSeen}`)}` +
+        `${i.fromIp !== null ? ` · ${escapeHtml(`WeCom saw / 企业微信看到 ${i.fromIp}`)}` : ''}` +
+        `${i.expectedIp !== null ? ` · ${escapeHtml(`expected / 预期 ${i.expectedIp}`)}` : ''}` +
+        `${i.hint !== null ? ` · hint ${escapeHtml(i.hint)}` : ''}</p>` +
+        `<p lang="en">${escapeHtml(i.en)}</p><p lang="zh-CN">${escapeHtml(i.zh)}</p></li>`,
+    )
+    .join('');
+  const egress = table(
+    [
+      'profile / 出口',
+      'local address / 本机地址',
+      'proxy / 代理',
+      'expected IP / 预期 IP',
+      'observed IP / 检测到的 IP',
+      'match / 一致',
+      'checked / 检测时间',
+      'error / 错误',
+    ],
+    s.egress.map((p) => [
+      p.name,
+      p.localAddress,
+      p.proxy,
+      p.expectedIp,
+      p.ipEcho ? p.observedIp : 'no ip_echo / 未配置 ip_echo',
+      yesNo(p.matches, '✓ yes / 一致', '✗ no / 不一致'),
+      p.checkedAt,
+      p.error,
+    ]),
+    'No egress profile configured. / 未配置出口。',
+  );
+  const tokens = table(
+    [
+      'app / 应用',
+      'kind / 类型',
+      'last refresh / 最近刷新',
+      'expires / 过期时间',
+      'last errcode / 最近错误码',
+      'last error / 最近错误',
+      'held until / 暂停至',
+    ],
+    (s.wecom?.tokens ?? []).map((t) => [
+      t.name,
+      t.kind,
+      t.lastRefreshAt,
+      t.expiresAt === null ? null : `${t.expiresAt} (${t.expiresInSeconds} s)`,
+      t.lastErrcode,
+      t.lastError,
+      t.heldUntil,
+    ]),
+    s.wecom ? 'No WeCom app configured. / 未配置企业微信应用。' : 'No wecom section in the configuration. / 配置中没有 wecom 部分。',
+  );
+  const ready = table(
+    ['app / 应用', 'ready / 可用', 'checked / 检测时间', 'errcode', 'what to do / 处理建议'],
+    (s.wecom?.readiness ?? []).map((r) => [
+      r.app,
+      r.ok ? '✓ ready / 可用' : '✗ not ready / 不可用',
+      r.checkedAt,
+      r.errcode,
+      r.ok ? '' : `${r.en ?? ''} ${r.zh ?? ''}`,
+    ]),
+    'Not probed yet. / 尚未探测。',
+  );
+  return `<!doctype html>
+<html lang="zh-CN"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>wegate diagnostics / 诊断</title>
+<style>body{font:14px/1.5 system-ui,sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse;margin:.5em 0 1.5em}
+th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}th{background:#f3f3f3}
+.incident{margin:.6em 0;padding:.4em .8em;border-left:4px solid #c33;background:#fff6f6;list-style:none}.meta{color:#555;font-size:12px;margin:0}
+.empty{color:#777}ul{padding:0}</style></head><body>
+<h1>wegate diagnostics / 诊断信息</h1>
+<p>${escapeHtml(`Generated / 生成时间 ${s.generatedAt} · version / 版本 ${s.wegate.version ?? '–'} · pid ${s.wegate.pid ?? '–'}`)} · <a href="?format=json">JSON</a></p>
+<h2>Incidents (newest first) / 故障记录（最新在前）</h2>
+${incidents === '' ? `<p class="empty">${escapeHtml('No incident. / 暂无故障。')}</p>` : `<ul>${incidents}</ul>`}
+<h2>Egress / 出口</h2>
+${egress}
+<h2>WeCom tokens / 企业微信令牌${s.wecom ? escapeHtml(` (egress / 出口: ${s.wecom.egress})`) : ''}</h2>
+${tokens}
+<h2>WeCom readiness probe / 企业微信就绪探测</h2>
+${ready}
+</body></html>
+`;
+}
