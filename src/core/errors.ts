@@ -49,6 +49,11 @@ export const ERRORS = {
   },
   WG_WECOM_NOT_READY: { status: 503, en: 'The WeCom app is not authorised yet', zh: '企业微信应用尚未完成授权' },
   WG_WECOM_ERROR: { status: 502, en: 'WeCom answered with an error', zh: '企业微信接口返回错误' },
+  WG_STORE_UNAVAILABLE: {
+    status: 503,
+    en: 'The state store cannot be written (disk full or read-only?)',
+    zh: '状态存储无法写入（磁盘已满或只读？）',
+  },
   WG_SHUTTING_DOWN: { status: 503, en: 'The gateway is restarting, please retry', zh: '网关正在重启，请稍后重试' },
   WG_INTERNAL: { status: 500, en: 'Internal gateway error', zh: '网关内部错误' },
 } as const satisfies Record<string, ErrorSpec>;
