@@ -292,7 +292,7 @@ export function openSqliteStore(opts: SqliteStoreOptions): StateStore {
       logger.warn({ store: file }, 'state store: writes work again (状态存储已恢复写入)');
     } else {
       logger.error(
-        { store: file, code: unavailableName(err), reason },
+        { store: file, error_code: unavailableName(err), reason },
         'state store: cannot write; callbacks are not acknowledged until it can (disk full or read-only?) (状态存储无法写入，恢复前不会应答企业微信回调：磁盘已满或只读？)',
       );
       probeTimer = setInterval(probe, opts.probeIntervalMs ?? 1_000);
@@ -643,7 +643,7 @@ function openDatabase(file: string): DatabaseSync {
     db.exec('PRAGMA synchronous = FULL; PRAGMA journal_size_limit = 8388608; PRAGMA foreign_keys = ON');
     db.exec('BEGIN EXCLUSIVE; COMMIT'); // take the lock now: a second process fails here, not later
     const check = db.prepare('PRAGMA quick_check(1)').get() as Row | undefined;
-    const verdict = check === undefined ? 'no answer' : String(Object.values(check)[0]);
+    const verdict = check === undefined ? 'no answer' : String(Object.values(check)[0]).replace(/\s+/g, ' ');
     if (verdict !== 'ok') {
       throw new StoreOpenError(
         file,
