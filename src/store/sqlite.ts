@@ -612,10 +612,11 @@ function prepareFiles(dir: string, file: string, logger: Logger): void {
   try {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const mode = statSync(dir).mode & 0o777;
-    if ((mode & 0o077) !== 0) {
+    // 0750 (systemd's StateDirectoryMode=, the Docker image) is fine: the files in it are 0600.
+    if ((mode & 0o027) !== 0) {
       logger.warn(
         { dir, mode: mode.toString(8) },
-        'state directory is accessible to other users; chmod 700 it (状态目录可被其他用户访问，请 chmod 700)',
+        'state directory is writable by its group or open to other users; chmod 700 it (状态目录对其他用户开放或组可写，请 chmod 700)',
       );
     }
     closeSync(openSync(file, 'a', 0o600));
