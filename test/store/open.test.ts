@@ -150,3 +150,23 @@ t.test('createStore: the directory is 0700 and the files 0600 when the store cre
   t.equal((await stat(dir)).mode & 0o777, 0o700, 'directory');
   for (const f of ['state.db', 'state.db-wal', 'state.key']) t.equal((await stat(join(dir, f))).mode & 0o777, 0o600, f);
 });
+
+t.test('createStore: warns about the state directory when other users can enter it, not when it is 0750', async (t) => {
+  const { mkdir, chmod } = await import('node:fs/promises');
+  const base = await tempDir(t);
+  for (const [mode, warned] of [
+    [0o750, false],
+    [0o755, true],
+    [0o770, true],
+  ] as const) {
+    const dir = join(base, mode.toString(8));
+    await mkdir(dir);
+    await chmod(dir, mode);
+    const { logs } = await openStore(t, { dir });
+    t.equal(
+      logs.lines.some((l) => l['level'] === 'warn' && /state directory/.test(String(l['msg']))),
+      warned,
+      `mode ${mode.toString(8)}: ${warned ? 'warned' : 'quiet'}`,
+    );
+  }
+});

@@ -88,7 +88,7 @@ t.test('permanentCodes: put, get, update, cancel and list when a corp authorises
 });
 
 t.test('permanentCodes: the code is sealed at rest when it is stored', async (t) => {
-  const { store, dir } = await openStore(t);
+  const { store, dir, logs } = await openStore(t);
   const code = 'PERMANENT-CODE-7f3a9c1e5b';
   await store.permanentCodes.put({ suiteId: 'dk1', corpId: 'wwcorp', permanentCode: code });
   await store.close();
@@ -98,6 +98,8 @@ t.test('permanentCodes: the code is sealed at rest when it is stored', async (t)
   }
   const again = await openStore(t, { dir });
   t.equal(await again.store.permanentCodes.get('dk1', 'wwcorp'), code, 'readable with the key file');
+  t.notOk(logs.text().includes(code) || again.logs.text().includes(code), 'no log line holds the code');
+  t.ok(logs.lines.length > 0, 'the store did log (opened)');
 });
 
 t.test('createStore: refuses a different key file naming it when the store was sealed with another key', async (t) => {
