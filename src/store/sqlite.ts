@@ -71,6 +71,8 @@ export const KEY_FILE = 'state.key';
 const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
 const MAX_KEY_CHARS = 512;
 const MAX_TEXT_CHARS = 1000;
+/** Writes per transaction at most (a burst of 5,000 callers is ten commits, not one long one). */
+const MAX_BATCH = 512;
 
 /** Primary SQLite result codes meaning "this database cannot take writes now", not "this write is wrong". */
 const UNAVAILABLE_CODES: Readonly<Record<number, string>> = {
@@ -238,9 +240,16 @@ export function openSqliteStore(opts: SqliteStoreOptions): StateStore {
 
   function flush(): void {
     scheduled = false;
-    const batch = pending;
+    if (pending.length === 0) return;
+    let batch = pending;
     pending = [];
-    if (batch.length === 0) return;
+    if (batch.length > MAX_BATCH) {
+      // Bounded transactions bound the time the thread is held; the rest is the next turn's batch.
+      pending = batch.slice(MAX_BATCH);
+      batch = batch.slice(0, MAX_BATCH);
+      scheduled = true;
+      setImmediate(flush);
+    }
     const results: unknown[] = new Array(batch.length);
     const failed: boolean[] = new Array(batch.length).fill(false);
     try {
@@ -597,7 +606,7 @@ export function openSqliteStore(opts: SqliteStoreOptions): StateStore {
       clearTimeout(purgeTimer);
       clearInterval(probeTimer);
       // Writes already asked for are committed (or rejected) before the file is closed.
-      if (pending.length > 0) flush();
+      while (pending.length > 0) flush();
       closed = true;
       db.close();
       return Promise.resolve();

@@ -92,3 +92,10 @@ t.test('store: concurrent enqueues share transactions and are all durable when i
   const stats = await again.store.queue.stats();
   t.match(stats, [{ app: 'ecard', depth: n + 10 }], 'all durable after reopen');
 });
+
+t.test('store: a burst larger than one batch is split into bounded transactions when 1200 writes arrive at once', async (t) => {
+  const { store } = await openStore(t);
+  const results = await Promise.all(Array.from({ length: 1200 }, (_, i) => store.dedup.claim(`burst-${i}`, 60_000)));
+  t.equal(results.filter(Boolean).length, 1200, 'all claimed');
+  t.same(store.counters(), { transactions: 3, writes: 1200, failedWrites: 0, purgedKeys: 0 }, '512 + 512 + 176');
+});
