@@ -3,6 +3,8 @@
  * root), the state store on it, a filler file taking the rest. The durable write rejects (so WeCom is
  * not acknowledged), health says why, and once the filler is removed writes succeed again — same
  * store, no reopen — and nothing acknowledged before is lost.
+ * Read-only: Linux refuses to remount a filesystem read-only while a file on it is open for writing
+ * (EBUSY, as the open store holds state.db), so the read-only case is shown at start-up.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdir, open, rm } from 'node:fs/promises';
@@ -90,4 +92,26 @@ t.test('store: a durable write rejects on a full disk and succeeds again without
 
   for (const id of acked) t.ok(await store.queue.get(id), `acknowledged item ${id} kept`);
   t.match(await store.queue.stats(), [{ app: 'ecard', depth: acked.length + 1 }], 'nothing else was stored');
+});
+
+t.test('createStore: a read-only filesystem is a start-up error naming the file when state.dir is mounted read-only', async (t) => {
+  const base = await tempDir(t);
+  const mnt = join(base, 'mnt');
+  await mkdir(mnt);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m,mode=0700', 'tmpfs', mnt]);
+  t.teardown(() => execFileSync('umount', [mnt]));
+  const { logger } = captureLogger();
+  const config = { dir: join(mnt, 'state') };
+  const first = await createStore({ config, logger, clock: Date.now });
+  await first.queue.enqueue('ecard', { idempotencyKey: 'k', eventType: 'text', payload: 'p' });
+  await first.close();
+  // A remount needs no file open for writing (Linux refuses it with EBUSY otherwise): the store is closed.
+  execFileSync('mount', ['-o', 'remount,ro', mnt]);
+  const err = await createStore({ config, logger, clock: Date.now }).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  t.match(err, { code: 'WG_STORE_UNAVAILABLE', file: join(mnt, 'state', 'state.db') });
+  t.match((err as Error).message, 'cannot be created or opened for writing (EROFS)');
+  t.match((err as Error).message, /[\u4e00-\u9fff]/);
 });
