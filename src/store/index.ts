@@ -40,7 +40,18 @@ export async function createStore(deps: StoreDeps): Promise<StateStore> {
       `${deps.neededBy ?? 'this configuration'} needs the state store: set state.dir (e.g. /var/lib/wegate) / ${deps.neededBy ?? '当前配置'}需要状态存储：请设置 state.dir（如 /var/lib/wegate）`,
     );
   }
-  const { openSqliteStore } = await import('./sqlite.ts');
+  let sqlite: typeof import('./sqlite.ts');
+  try {
+    sqlite = await import('./sqlite.ts');
+  } catch (err) {
+    // node:sqlite exists from Node 22.13 (unflagged); the Node 24 wegate ships with has it.
+    throw new GatewayError(
+      'WG_STORE_UNAVAILABLE',
+      `the state store needs node:sqlite (Node >= 22.13): ${(err as Error).message} / 状态存储需要 node:sqlite（Node >= 22.13）`,
+      { cause: err },
+    );
+  }
+  const { openSqliteStore } = sqlite;
   return openSqliteStore({
     dir: deps.config.dir,
     ...(deps.config.key_file === undefined ? {} : { keyFile: deps.config.key_file }),
