@@ -272,6 +272,25 @@ export const EgressProfileSchema = Type.Object(
   { additionalProperties: false, description: 'One egress profile.' },
 );
 
+/** The durable state store (suite_ticket, permanent codes, de-duplication keys, the callback queue); see src/store. */
+export const StateSchema = Type.Object(
+  {
+    dir: Type.String({
+      ...DirPath,
+      description:
+        'Directory of the embedded state store (state.db, SQLite in WAL mode), writable by the wegate user only (mode 0700), e.g. /var/lib/wegate. One directory serves one wegate instance.',
+    }),
+    key_file: Type.Optional(
+      Type.String({
+        ...FilePath,
+        description:
+          'Key sealing the permanent codes at rest (AES-256-GCM): 32 random bytes as 64 hex characters (`openssl rand -hex 32`), mode 0600. Default <dir>/state.key, created on first start.',
+      }),
+    ),
+  },
+  { additionalProperties: false, description: 'Durable state; required when a feature needs it (WeCom callbacks, 代开发 / third-party suites).' },
+);
+
 export const ConfigSchema = Type.Object(
   {
     listen: Type.Object(
@@ -365,6 +384,7 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {}, description: 'Configuration reload.' },
     ),
+    state: Type.Optional(StateSchema),
     wecom: Type.Optional(WecomSchema),
     egress: Type.Optional(
       Type.Record(Type.String(), EgressProfileSchema, {
@@ -384,6 +404,7 @@ export type WecomAppConfig = Static<typeof WecomAppSchema>;
 export type WecomSuiteConfig = Static<typeof WecomSuiteSchema>;
 export type SecretRef = Static<typeof SecretRefSchema>;
 export type EgressProfileConfig = Static<typeof EgressProfileSchema>;
+export type StateConfig = Static<typeof StateSchema>;
 
 /** Config keys whose values are secrets: shown by length only in errors. Matched on the last key. */
 export const SECRET_KEYS: ReadonlySet<string> = new Set(['secret', 'token', 'encoding_aes_key', 'corpsecret', 'password']);

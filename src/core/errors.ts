@@ -70,6 +70,11 @@ export const ERRORS = {
     en: 'The callback is addressed to a receiveid not configured for this callback URL',
     zh: '回调的 receiveid 不在此回调地址配置的范围内',
   },
+  WG_STORE_UNAVAILABLE: {
+    status: 503,
+    en: 'The state store cannot be written (disk full or read-only?)',
+    zh: '状态存储无法写入（磁盘已满或只读？）',
+  },
   WG_SHUTTING_DOWN: { status: 503, en: 'The gateway is restarting, please retry', zh: '网关正在重启，请稍后重试' },
   WG_INTERNAL: { status: 500, en: 'Internal gateway error', zh: '网关内部错误' },
 } as const satisfies Record<string, ErrorSpec>;
