@@ -9,7 +9,7 @@ import type { Registry } from 'prom-client';
 import type { Config } from './config/schema.ts';
 import { LiveList } from './core/live-list.ts';
 import type { Logger } from './core/logger.ts';
-import { createIncidents, type Incidents } from './diagnostics/index.ts';
+import { createIncidents, createWecomErrorScan, type Incidents } from './diagnostics/index.ts';
 import { createMetrics, type Metrics } from './metrics/metrics.ts';
 import { createProxy } from './proxy/index.ts';
 import { createAdminServer } from './server/admin.ts';
@@ -74,6 +74,8 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
   const metrics = createMetrics({ registry, processMetrics: deps.processMetrics ?? true });
   let config = initial;
   const incidents = createIncidents({ clock: deps.now ?? Date.now, logger, metrics });
+  // WeCom errors in vendor responses (routes[].wecom_errors), recorded with the other incidents.
+  const wecomErrorScan = createWecomErrorScan({ incidents });
   const wecomDirect = initial.wecom && !deps.wecomEgress ? createDirectWecomEgress(initial.wecom) : undefined;
   let wecom: WecomApi | undefined;
   try {
@@ -102,7 +104,7 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
   };
 
   const buildSite = async (c: Config): Promise<Site> => {
-    const proxy = createProxy({ routes: c.routes, logger, metrics });
+    const proxy = createProxy({ routes: c.routes, logger, metrics, observer: wecomErrorScan });
     let verifyFiles: Site['verifyFiles'];
     try {
       verifyFiles = c.verify_files

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { parseTarget } from '../core/http.ts';
 import { type Config, ConfigSchema } from './schema.ts';
-import { checkWecom } from './wecom-check.ts';
+import { checkWecom, checkWecomErrors } from './wecom-check.ts';
 import {
   type CheckContext,
   type ConfigProblem,
@@ -119,6 +119,7 @@ function checkConfig(data: unknown, ctx: CheckContext): void {
   checkRoutes(data, ctx);
   normaliseHosts(data, ctx);
   checkWecom(data, ctx);
+  checkWecomErrors(data, ctx);
 }
 
 function checkListeners(data: Obj, ctx: CheckContext): void {

@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs';
 import type { RouteConfig } from '../config/schema.ts';
 import { pathHasPrefix } from '../core/http.ts';
+import type { ResponseObserver } from './observer.ts';
 
 /** How a route names its host; lower is more specific. */
 export const HOST_EXACT = 0;
@@ -60,6 +61,8 @@ export interface CompiledRoute {
   readonly insecureSkipVerify: boolean;
   readonly rewriteLocation: boolean;
   readonly rewriteCookies: boolean;
+  /** Looks at this route's responses (ProxyDeps.observer, attached by createProxy); null: none. */
+  observer: ResponseObserver | null;
 }
 
 /** Route name used in logs and metric labels when the config has none. */
@@ -152,6 +155,7 @@ export function compileRoute(config: RouteConfig, index: number, name: string): 
     insecureSkipVerify: config.tls?.insecure_skip_verify === true,
     rewriteLocation: config.rewrite?.location !== false,
     rewriteCookies: config.rewrite?.cookies !== false,
+    observer: null,
   };
 }
 
