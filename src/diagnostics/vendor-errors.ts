@@ -10,7 +10,7 @@
  * - the head decides first: only identity-encoded JSON / text / HTML bodies of at most
  *   SCAN_MAX_BYTES are looked at (Content-Length when given, else the bytes as they come); compressed
  *   bodies are not inflated (that would cost every small gzip'd response a zlib stream) and pass
- *   unscanned, as do HEAD, 204 and 304;
+ *   unscanned, as do HEAD, 1xx, 204 and 304;
  * - the bytes are searched with Buffer.indexOf for `60020` and `48002`; only a body holding one of
  *   them is decoded and parsed, and then decided on the errcode, never on the errmsg (WeCom: errmsg
  *   may change, doc 90455); `from ip` and `hint` come from diagnose.ts's parseErrmsg.
@@ -197,7 +197,7 @@ class RouteScan implements ResponseObserver {
   }
 
   open(req: IncomingMessage, ctx: RequestContext, status: number, headers: IncomingHttpHeaders): BodySink | undefined {
-    if (status === 204 || status === 304 || req.method === 'HEAD') return undefined;
+    if (status < 200 || status === 204 || status === 304 || req.method === 'HEAD') return undefined;
     const type = headers['content-type'];
     if (typeof type !== 'string' || !SCANNED_TYPE.test(type)) return undefined;
     const encoding = headers['content-encoding'];
@@ -207,7 +207,9 @@ class RouteScan implements ResponseObserver {
       const n = Number(length);
       if (!(n > 0 && n <= SCAN_MAX_BYTES)) return undefined;
     }
-    return new VendorSink(this, ctx, this.explain && isNavigation(req));
+    // A redirect keeps its body and Location: a browser never shows that body anyway.
+    const hold = this.explain && (status < 300 || status >= 400) && isNavigation(req);
+    return new VendorSink(this, ctx, hold);
   }
 
   /** Record what was found; the explanation text. */

@@ -146,7 +146,10 @@ t.test('wecom error scan: a browser navigation on an explain route gets the bili
     t.notMatch(page, SECRET);
     for (const token of vendor.tokens) t.notMatch(page, token);
   }
-  t.match(gw.gw.incidents.list(), [{ app: 'ecard-vendor', cause: 'vendor_ip_not_trusted', count: 2 }]);
+  const redirect = await get(gw.httpPort, EXPLAIN, '/wecom?status=302', NAVIGATION);
+  t.equal(redirect.status, 302);
+  t.ok(redirect.body.equals(vendor.sent.at(-1) as Buffer), 'a redirect is not replaced (a browser never shows its body)');
+  t.match(gw.gw.incidents.list(), [{ app: 'ecard-vendor', cause: 'vendor_ip_not_trusted', count: 3 }]);
 });
 
 t.test('wecom error scan: a script or API client on an explain route gets the original JSON byte for byte', async (t) => {
