@@ -27,6 +27,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { StringDecoder } from 'node:string_decoder';
 import { parseArgs } from 'node:util';
 import type { RouteConfig } from '../../src/config/schema.ts';
 import type { RequestContext } from '../../src/core/http.ts';
@@ -642,12 +643,19 @@ async function startContender(name: ContenderName, ctx: StartContext): Promise<R
         )}node ${PRODUCTION_NODE_FLAGS.join(' ')} ${PRODUCTION_ENTRY} serve (as systemd and Docker run it), log level info, access_log ${ACCESS_LOG ? 'on' : 'off'} (stdout to a file)`,
     ],
     finish: (requests) => {
-      const lines = fs.readFileSync(out, 'utf8').split('\n');
-      // pino writes the level as a number or, with a formatter, as its label.
-      const bad = lines.filter((l) => /"level":(50|60|"error"|"fatal")[,}]/.test(l));
-      const warn = lines.filter((l) => /"level":(40|"warn")[,}]/.test(l)).length;
-      const notes = [`log: ${lines.filter((l) => l).length} lines for ${requests} requests${warn ? `, ${warn} warnings` : ''}`];
-      const problems = bad.length ? [`${bad.length} error/fatal log lines, first: ${bad[0]!.slice(0, 300)}`] : [];
+      let count = 0;
+      let warn = 0;
+      let bad = 0;
+      let firstBad = '';
+      for (const l of fileLines(out)) {
+        if (l) count++;
+        // pino writes the level as a number or, with a formatter, as its label.
+        if (/"level":(50|60|"error"|"fatal")[,}]/.test(l)) {
+          if (bad++ === 0) firstBad = l;
+        } else if (/"level":(40|"warn")[,}]/.test(l)) warn++;
+      }
+      const notes = [`log: ${count} lines for ${requests} requests${warn ? `, ${warn} warnings` : ''}`];
+      const problems = bad ? [`${bad} error/fatal log lines, first: ${firstBad.slice(0, 300)}`] : [];
       const stderr = tail(err, 5);
       if (stderr) problems.push(`stderr: ${stderr.slice(0, 300)}`);
       return { notes, problems };
@@ -724,11 +732,36 @@ function versionOf(cmd: string, argv: string[]): string | null {
 }
 
 function countLines(file: string): number {
+  let n = 0;
   try {
-    const s = fs.readFileSync(file, 'utf8');
-    return s ? s.split('\n').length - 1 : 0;
+    for (const l of fileLines(file)) if (l) n++;
   } catch {
     return 0;
+  }
+  return n;
+}
+
+/**
+ * The lines of a log file, read 16 MiB at a time: an access log of a whole run can pass V8's
+ * longest string (512 MiB), which readFileSync(…, 'utf8') cannot return.
+ */
+function* fileLines(file: string): Generator<string> {
+  const fd = fs.openSync(file, 'r');
+  const buf = Buffer.allocUnsafe(16 * 1024 * 1024);
+  const decoder = new StringDecoder('utf8');
+  let rest = '';
+  try {
+    for (;;) {
+      const n = fs.readSync(fd, buf, 0, buf.length, null);
+      if (n === 0) break;
+      const lines = (rest + decoder.write(buf.subarray(0, n))).split('\n');
+      rest = lines.pop() ?? '';
+      yield* lines;
+    }
+    rest += decoder.end();
+    if (rest) yield rest;
+  } finally {
+    fs.closeSync(fd);
   }
 }
 
