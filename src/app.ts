@@ -12,6 +12,7 @@ import type { Logger } from './core/logger.ts';
 import {
   createIncidents,
   createReadiness,
+  createWecomErrorScan,
   type DiagnosticsSnapshot,
   diagnosticsSnapshot,
   type Incidents,
@@ -95,6 +96,8 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
   let config = initial;
   const clock = deps.now ?? Date.now;
   const incidents = createIncidents({ clock, logger, metrics });
+  // WeCom errors in vendor responses (routes[].wecom_errors), recorded with the other incidents.
+  const wecomErrorScan = createWecomErrorScan({ incidents });
 
   const httpsServers = new Set<Server>();
   const makeCertStore = (c: Config): Promise<CertStore> | undefined => {
@@ -116,7 +119,7 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
   const makeEgress = (c: Config) => createEgress({ profiles: c.egress, logger, metrics, ...(deps.now ? { now: deps.now } : {}) });
 
   const buildSite = async (c: Config, eg: Egress): Promise<Site> => {
-    const proxy = createProxy({ routes: c.routes, logger, metrics, egress: (name) => eg.profile(name) });
+    const proxy = createProxy({ routes: c.routes, logger, metrics, egress: (name) => eg.profile(name), observer: wecomErrorScan });
     let verifyFiles: Site['verifyFiles'];
     try {
       verifyFiles = c.verify_files

@@ -10,7 +10,7 @@ import { hostProblem, type ListenAddress, normaliseHost, parseListenAddress, par
 import { isIP } from 'node:net';
 import { parseTarget } from '../core/http.ts';
 import { type Config, ConfigSchema } from './schema.ts';
-import { checkWecom } from './wecom-check.ts';
+import { checkWecom, checkWecomErrors } from './wecom-check.ts';
 import {
   type CheckContext,
   type ConfigProblem,
@@ -131,6 +131,7 @@ function checkConfig(data: unknown, ctx: CheckContext): void {
   checkEgress(data, ctx);
   normaliseHosts(data, ctx);
   checkWecom(data, ctx);
+  checkWecomErrors(data, ctx);
 }
 
 function checkListeners(data: Obj, ctx: CheckContext): void {

@@ -102,6 +102,28 @@ export const RouteSchema = Type.Object(
       },
       { additionalProperties: false, default: {}, description: 'Rewriting of upstream responses to the public origin.' },
     ),
+    wecom_errors: Type.Object(
+      {
+        scan: Type.Boolean({
+          default: true,
+          description:
+            'Notice WeCom errcode 60020 / 48002 in small (≤ 16 KiB) uncompressed JSON/text/HTML responses of this upstream and record the vendor\'s incident (/diagnostics, metrics, one log line per distinct cause).',
+        }),
+        explain: Type.Boolean({
+          default: false,
+          description:
+            'Show a browser navigation a bilingual explanation page instead of WeCom\'s raw error JSON (same status, request id, no secrets); needs scan. Scripts (fetch/XHR) still get the JSON.',
+        }),
+        app: Type.Optional(
+          Type.String({
+            minLength: 1,
+            maxLength: 64,
+            description: 'The WeCom app behind this route as named in 应用管理, used in the explanation (应用管理 › <app> › 企业可信IP).',
+          }),
+        ),
+      },
+      { additionalProperties: false, default: {}, description: 'WeCom errors in the vendor\'s responses (the vendor\'s own WeCom calls failing).' },
+    ),
   },
   { additionalProperties: false, description: 'One mapping from a public host/path prefix to an upstream.' },
 );

@@ -83,3 +83,15 @@ export function checkWecom(data: Obj, ctx: CheckContext): void {
     }
   }
 }
+
+/** routes[].wecom_errors: the explanation page is built from what the scan finds. */
+export function checkWecomErrors(data: Obj, ctx: CheckContext): void {
+  const routes = data['routes'];
+  if (!Array.isArray(routes)) return;
+  routes.forEach((route: unknown, i: number) => {
+    const w = isObj(route) ? route['wecom_errors'] : undefined;
+    if (!isObj(w) || w['explain'] !== true || w['scan'] !== false) return;
+    const at: Segment[] = ['routes', i, 'wecom_errors', 'explain'];
+    if (!ctx.failed(at)) ctx.report(at, 'must be false when scan is false (the explanation page shows what the scan finds), got true');
+  });
+}

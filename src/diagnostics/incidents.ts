@@ -25,6 +25,8 @@ export interface IncidentInput {
   readonly hint?: string;
   /** Who made the failing call: wegate itself, or a vendor behind it (its response went through). */
   readonly source?: 'wegate' | 'vendor';
+  /** For a vendor's incident: the request path (no query) of the latest response it was seen in. */
+  readonly path?: string;
   readonly en: string;
   readonly zh: string;
 }
@@ -76,6 +78,7 @@ export function createIncidents({ clock, logger, metrics, max = 256 }: Incidents
             local_address: input.localAddress,
             hint: input.hint,
             source: input.source ?? 'wegate',
+            path: input.path,
             action_zh: input.zh,
           },
           input.en,

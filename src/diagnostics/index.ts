@@ -10,3 +10,13 @@ export {
   renderDiagnosticsHtml,
   type TokenView,
 } from './view.ts';
+export {
+  createWecomErrorScan,
+  explanationPage,
+  findVendorError,
+  SCAN_MAX_BYTES,
+  VENDOR_CAUSES,
+  type VendorError,
+  vendorAction,
+  type WecomErrorScanDeps,
+} from './vendor-errors.ts';

@@ -11,6 +11,10 @@
  * collections and become about half of everything the proxy path moved into the old generation.
  * The semantics are undici's: the response clock starts once the request body has been sent, and the
  * idle clock does not run while the client is the slow side (the upstream body is paused).
+ *
+ * A route with a response observer (observer.ts) offers it the head and, when it asks, the body
+ * chunks; a holding sink keeps a small response back until its end and may replace it. A route
+ * without one pays one null check per response.
  */
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { Transform, type TransformCallback } from 'node:stream';
@@ -21,6 +25,7 @@ import type { Logger } from '../core/logger.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import { classifyUpstreamError } from './failures.ts';
 import { type BodyInfo, buildRequestHeaders, isHopByHop, responseNominated } from './headers.ts';
+import type { BodySink, ResponseObserver } from './observer.ts';
 import { rewriteRefresh, rewriteSetCookie, rewriteUrl } from './rewrite.ts';
 import { type CompiledRoute, forwardPath, type RouteTable } from './routes.ts';
 
@@ -142,6 +147,10 @@ class Forward implements Dispatcher.DispatchHandler, ResponseCloseHook {
    */
   #first: Buffer | null = null;
   #sawData = false;
+  /** The route observer's sink for this response; null when nobody looks (see observer.ts). */
+  #sink: BodySink | null = null;
+  /** A holding sink's response, not sent yet. */
+  #hold: { readonly status: number; readonly head: string[]; readonly chunks: Buffer[] } | null = null;
 
   constructor(env: ForwardEnv, req: IncomingMessage, res: ServerResponse, ctx: RequestContext, route: CompiledRoute) {
     this.env = env;
@@ -256,16 +265,90 @@ class Forward implements Dispatcher.DispatchHandler, ResponseCloseHook {
     this.#phase = 'body';
     this.#arm(this.route.idleMs);
     const out = this.#responseHeaders(headers);
+    if (this.route.observer !== null && this.#observe(statusCode, headers, out)) return;
+    this.#writeHead(controller, statusCode, out);
+  }
+
+  #writeHead(controller: Dispatcher.DispatchController, statusCode: number, out: string[]): boolean {
     try {
       this.res.writeHead(statusCode, out);
+      return true;
     } catch (err) {
       // Node refuses some things llhttp accepts (e.g. a status below 100).
       controller.abort(Object.assign(new Error('upstream response cannot be relayed', { cause: err }), { code: 'UND_ERR_INFO' }));
+      return false;
     }
+  }
+
+  /** Ask the route's observer for a sink; true when the sink holds the response (its head waits). */
+  #observe(statusCode: number, headers: IncomingHttpHeaders, out: string[]): boolean {
+    const sink = (this.route.observer as ResponseObserver).open(this.req, this.ctx, statusCode, headers);
+    if (sink === undefined) return false;
+    this.#sink = sink;
+    if (!sink.hold) return false;
+    this.#hold = { status: statusCode, head: out, chunks: [] };
+    return true;
+  }
+
+  /** Offer a chunk to the sink; true when a holding sink keeps it back. */
+  #observeData(controller: Dispatcher.DispatchController, chunk: Buffer): boolean {
+    const hold = this.#hold;
+    if ((this.#sink as BodySink).data(chunk)) {
+      if (hold === null) return false;
+      hold.chunks.push(chunk);
+      return true;
+    }
+    this.#sink = null;
+    if (hold === null) return false;
+    // The sink let go (the body is larger than it looks at): the response leaves as it came, streamed.
+    this.#hold = null;
+    if (!this.#writeHead(controller, hold.status, hold.head)) return true;
+    this.#sawData = true;
+    for (let i = 0; i < hold.chunks.length; i++) this.#write(controller, hold.chunks[i] as Buffer);
+    return false;
+  }
+
+  /**
+   * The body ended: the sink sees the end; a holding sink's response (or what replaces it, same
+   * status) is sent now, its body as #first. True when that failed and the exchange is answered.
+   */
+  #observeEnd(): boolean {
+    const sink = this.#sink as BodySink;
+    const hold = this.#hold;
+    this.#sink = null;
+    if (hold === null) {
+      sink.end(null);
+      return false;
+    }
+    this.#hold = null;
+    const replacement = sink.end(hold.head);
+    try {
+      this.res.writeHead(hold.status, replacement?.head ?? hold.head);
+    } catch (err) {
+      const { route, ctx } = this;
+      this.env.metrics.upstreamErrors.inc({ route: route.name, kind: 'bad_response' });
+      this.env.logger.warn(
+        { req_id: ctx.id, route: route.name, upstream: route.upstream.origin, err },
+        'upstream response cannot be relayed',
+      );
+      this.#fail('WG_UPSTREAM_BAD_RESPONSE');
+      return true;
+    }
+    const chunks = hold.chunks;
+    this.#first =
+      replacement !== undefined
+        ? Buffer.from(replacement.body)
+        : chunks.length === 0
+          ? null
+          : chunks.length === 1
+            ? (chunks[0] as Buffer)
+            : Buffer.concat(chunks);
+    return false;
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     this.#timer?.refresh();
+    if (this.#sink !== null && this.#observeData(controller, chunk)) return;
     if (!this.#sawData) {
       this.#sawData = true;
       this.#first = chunk;
@@ -294,6 +377,7 @@ class Forward implements Dispatcher.DispatchHandler, ResponseCloseHook {
   onResponseEnd(): void {
     this.done = true;
     this.#disarm();
+    if (this.#sink !== null && this.#observeEnd()) return;
     const first = this.#first;
     if (first === null) {
       this.res.end();

@@ -12,10 +12,12 @@ import { type RequestContext, sendError } from '../core/http.ts';
 import type { Logger } from '../core/logger.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import { type ForwardEnv, forward, HeldChunks } from './forward.ts';
+import type { ObserverFactory } from './observer.ts';
 import { buildRouteTable, type CompiledRoute, forwardPath } from './routes.ts';
 import { WebSocketProxy } from './websocket.ts';
 
 export { HOP_BY_HOP_HEADERS } from './headers.ts';
+export type { BodySink, ObserverFactory, Replacement, ResponseObserver } from './observer.ts';
 
 /**
  * undici's Pool, loaded on its own: undici's index also loads fetch, WebSocket, EventSource, the
@@ -41,6 +43,8 @@ export interface ProxyDeps {
   readonly metrics: Metrics;
   /** The egress profile named by a route's `egress:`; routes without it use plain pools and no agent. */
   readonly egress?: (profile: string) => RouteEgress | undefined;
+  /** Gives each route its response observer, once per route table (e.g. the WeCom error scan); none by default. */
+  readonly observer?: ObserverFactory;
 }
 
 /** A matched route: its name (metrics label), its config, and the precomputed forwarding data. */
@@ -124,6 +128,7 @@ export function createProxy(deps: ProxyDeps): Proxy {
     held: new HeldChunks(),
   };
   const ws = new WebSocketProxy(logger, metrics, table);
+  if (deps.observer !== undefined) for (const r of table.routes) r.observer = deps.observer(r) ?? null;
   let closed = false;
 
   return {

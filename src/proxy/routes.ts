@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import type { RouteConfig } from '../config/schema.ts';
 import { isIpLiteral, normaliseHost, parseUpstream, type Upstream } from '../core/addresses.ts';
 import { pathHasPrefix, routingPath } from '../core/http.ts';
+import type { ResponseObserver } from './observer.ts';
 
 /** How a route names its host; lower is more specific. */
 export const HOST_EXACT = 0;
@@ -47,6 +48,8 @@ export interface CompiledRoute {
   readonly insecureSkipVerify: boolean;
   readonly rewriteLocation: boolean;
   readonly rewriteCookies: boolean;
+  /** Looks at this route's responses (ProxyDeps.observer, attached by createProxy); null: none. */
+  observer: ResponseObserver | null;
 }
 
 /** Route name used in logs and metric labels when the config has none. */
@@ -111,6 +114,7 @@ export function compileRoute(config: RouteConfig, index: number, name: string): 
     insecureSkipVerify: config.tls?.insecure_skip_verify === true,
     rewriteLocation: config.rewrite?.location !== false,
     rewriteCookies: config.rewrite?.cookies !== false,
+    observer: null,
   };
 }
 

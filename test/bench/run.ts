@@ -8,7 +8,17 @@
  * other contender frozen (SIGSTOP) meanwhile so the measured proxy really is alone on its core. For the proxy we
  * read its own user+sys CPU from /proc before/after (→ µs CPU per request) and its peak RSS (VmHWM)
  * after all runs. Prints a table, then one JSON line.
- * Options: --duration S, --warmup S, --rounds N, --only a,b, --no-access-log,
+ *
+ * The WeCom error scan (routes[].wecom_errors, src/diagnostics/vendor-errors.ts) is measured in the
+ * same wegate process: two routes that differ only in `scan`, chosen by Host, take turns on the small
+ * response at 64 connections (ABBA order, --scan-pairs pairs of --scan-duration S runs). The small
+ * body is text/plain and under the scan's cap, so every response of the "on" route is really scanned
+ * (the worst case for a response without an error). `scan_cpu_overhead_pct` is the median of the
+ * pairs' on/off CPU-per-request differences: each pair's two runs are back to back, so a burst of
+ * other work on a shared machine spoils one pair, not the figure. The scan's own cost is also timed
+ * in this process (`scan.in_process_ns_per_response`), which no neighbour's load can blur much.
+ * The main `wegate` route runs with the defaults (scan on).
+ * Options: --duration S, --warmup S, --rounds N, --scan-pairs N, --scan-duration S, --only a,b, --no-access-log,
  * --upstream raw|http|nginx, --no-pin, --keep (keep the temp dir with configs and logs).
  */
 import { spawnSync } from 'node:child_process';
@@ -17,7 +27,11 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { StringDecoder } from 'node:string_decoder';
 import { parseArgs } from 'node:util';
+import type { RouteConfig } from '../../src/config/schema.ts';
+import type { RequestContext } from '../../src/core/http.ts';
+import { createWecomErrorScan } from '../../src/diagnostics/vendor-errors.ts';
 import { nginxConfig, nginxUpstreamConfig } from './nginx.ts';
 import { PRODUCTION_ENTRY, PRODUCTION_ENV, PRODUCTION_NODE_FLAGS } from './production.ts';
 import {
@@ -54,7 +68,16 @@ const CASES = [
 ] as const;
 type CaseKey = (typeof CASES)[number]['key'];
 const BODY: Record<'small' | 'large', Buffer> = { small: SMALL_BODY, large: LARGE_BODY };
-const TARGETS = { small_c64_vs_nginx_min: 0.33, cpu_per_req_vs_nginx_max: 3.5, p99_c1_added_ms_max: 1, rss_mb_max: 150 };
+const TARGETS = {
+  small_c64_vs_nginx_min: 0.33,
+  cpu_per_req_vs_nginx_max: 3.5,
+  p99_c1_added_ms_max: 1,
+  rss_mb_max: 150,
+  scan_cpu_overhead_pct_max: 3,
+};
+/** Host names of the two wegate routes the scan is compared on (same upstream, only wecom_errors.scan differs). */
+const SCAN_HOSTS = { on: 'scan-on.bench', off: 'scan-off.bench' } as const;
+type ScanSide = keyof typeof SCAN_HOSTS;
 
 interface CaseResult {
   rps: number;
@@ -109,6 +132,8 @@ const { values: args } = parseArgs({
     duration: { type: 'string', default: '4' },
     warmup: { type: 'string', default: '1' },
     rounds: { type: 'string', default: '2' },
+    'scan-pairs': { type: 'string', default: '8' },
+    'scan-duration': { type: 'string', default: '2' },
     only: { type: 'string' },
     'no-access-log': { type: 'boolean', default: false },
     upstream: { type: 'string', default: 'raw' },
@@ -119,6 +144,8 @@ const { values: args } = parseArgs({
 const DURATION = Math.max(1, Math.round(Number(args.duration) || 4));
 const ROUNDS = Math.max(1, Math.round(Number(args.rounds) || 2));
 const WARMUP = Math.max(0, Math.round(Number(args.warmup) || 0));
+const SCAN_PAIRS = Math.max(0, Math.round(Number(args['scan-pairs']) || 0));
+const SCAN_DURATION = Math.max(1, Math.round(Number(args['scan-duration']) || 2));
 const ACCESS_LOG = !args['no-access-log'];
 type UpstreamChoice = 'raw' | 'http' | 'nginx';
 const UPSTREAM_ARG: UpstreamChoice = args.upstream === 'http' || args.upstream === 'nginx' ? args.upstream : 'raw';
@@ -153,10 +180,10 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
   });
 }
 
-/** GET `url` with a fresh connection; resolves status and body. */
-function fetchOnce(url: string): Promise<{ status: number; body: Buffer }> {
+/** GET `url` with a fresh connection (and another Host when given); resolves status and body. */
+function fetchOnce(url: string, host?: string): Promise<{ status: number; body: Buffer }> {
   return new Promise((resolve, reject) => {
-    const req = http.get(url, { agent: false, timeout: 5000 }, (res) => {
+    const req = http.get(url, { agent: false, timeout: 5000, ...(host !== undefined ? { headers: { host } } : {}) }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
@@ -168,9 +195,9 @@ function fetchOnce(url: string): Promise<{ status: number; body: Buffer }> {
 }
 
 /** Status 200 and exact bytes for both responses through the contender. */
-async function checkResponses(base: string): Promise<void> {
+async function checkResponses(base: string, host?: string): Promise<void> {
   for (const size of ['small', 'large'] as const) {
-    const { status, body } = await fetchOnce(`${base}/${size}`);
+    const { status, body } = await fetchOnce(`${base}/${size}`, host);
     if (status !== 200) throw new Error(`GET /${size} answered ${status}`);
     if (!body.equals(BODY[size])) throw new Error(`GET /${size} body differs (${body.length} bytes, expected ${BODY[size].length})`);
   }
@@ -253,6 +280,7 @@ async function main(): Promise<number> {
         r.notes.push(...running.notes);
         active.push({ r, running, sent: 0, rounds: new Map() });
         await checkResponses(running.url);
+        if (r.name === 'wegate') for (const side of ['on', 'off'] as const) await checkResponses(running.url, SCAN_HOSTS[side]);
       } catch (e) {
         await fail(
           r,
@@ -298,6 +326,43 @@ async function main(): Promise<number> {
     }
   }
 
+  // The scan on vs off: the same wegate process, two routes, alternating ABBA so drift hits both alike.
+  const scanRuns: Record<ScanSide, CaseResult[]> = { on: [], off: [] };
+  const w = active.find((a) => a.r.name === 'wegate' && a.r.status === 'ok');
+  for (let pair = 0; w && w.r.status === 'ok' && pair < SCAN_PAIRS; pair++) {
+    for (const side of pair % 2 === 0 ? (['on', 'off'] as const) : (['off', 'on'] as const)) {
+      try {
+        for (const o of active) if (o !== w && o.running.proc) pause(o.running.proc);
+        if (w.running.proc) resume(w.running.proc);
+        const url = `${w.running.url}/small`;
+        const host = SCAN_HOSTS[side];
+        let warm: WrkResult | null = null;
+        if (WARMUP > 0)
+          warm = await runWrk({ url, host, connections: 64, seconds: WARMUP, script, core: pin.load, logFile: path.join(tmp, 'wrk.log') });
+        const res = await measure(w.running.proc, upstream, url, 64, SMALL_BODY.length, { script, pin, tmp, host, seconds: SCAN_DURATION });
+        if (warm?.errorTotal) res.problems.push(`warm-up: wrk errors ${JSON.stringify(warm.errors)}`);
+        w.sent += (warm?.requests ?? 0) + res.requests;
+        scanRuns[side].push(res);
+        log(
+          `wegate scan ${side} small_c64 pair ${pair + 1}/${SCAN_PAIRS}: ${fmt(res.rps, 0)} req/s, ${fmt(res.cpu_us_per_req, 2)} µs CPU/req` +
+            (res.error_total ? `, ${res.error_total} errors` : ''),
+        );
+      } catch (e) {
+        await fail(w.r, w, e);
+      }
+    }
+  }
+  const scan: ScanResult | null =
+    scanRuns.on.length && scanRuns.off.length
+      ? {
+          on: combine(scanRuns.on),
+          off: combine(scanRuns.off),
+          runs: scanRuns,
+          pairs: Math.min(scanRuns.on.length, scanRuns.off.length),
+          inProcessNs: scanNsPerResponse(),
+        }
+      : null;
+
   for (const a of active) if (a.running.proc) resume(a.running.proc);
   for (const a of active) {
     if (a.r.status !== 'ok') continue;
@@ -315,7 +380,8 @@ async function main(): Promise<number> {
         );
       }
       if (a.running.finish) {
-        const f = a.running.finish(a.sent + 4);
+        // The checks before and after the runs (2 + 2 requests), and for wegate the scan routes' (4).
+        const f = a.running.finish(a.sent + 4 + (a.r.name === 'wegate' ? 4 : 0));
         a.r.notes.push(...f.notes);
         a.r.problems.push(...f.problems);
       }
@@ -326,7 +392,7 @@ async function main(): Promise<number> {
   }
   await stop(upstream);
 
-  report(header, results, upstreamKind, idle);
+  report(header, results, upstreamKind, idle, scan);
   const wegate = results.find((r) => r.name === 'wegate');
   return wegate && wegate.status === 'failed' ? 1 : 0;
 }
@@ -539,6 +605,15 @@ async function startContender(name: ContenderName, ctx: StartContext): Promise<R
       'routes:',
       '  - name: bench',
       `    upstream: "${ctx.upstreamUrl}"`,
+      // The scan pair: the same upstream, only wecom_errors.scan differs (see the top of this file).
+      '  - name: bench-scan-on',
+      `    host: ${SCAN_HOSTS.on}`,
+      `    upstream: "${ctx.upstreamUrl}"`,
+      '    wecom_errors: { scan: true }',
+      '  - name: bench-scan-off',
+      `    host: ${SCAN_HOSTS.off}`,
+      `    upstream: "${ctx.upstreamUrl}"`,
+      '    wecom_errors: { scan: false }',
       '',
     ].join('\n'),
   );
@@ -568,12 +643,19 @@ async function startContender(name: ContenderName, ctx: StartContext): Promise<R
         )}node ${PRODUCTION_NODE_FLAGS.join(' ')} ${PRODUCTION_ENTRY} serve (as systemd and Docker run it), log level info, access_log ${ACCESS_LOG ? 'on' : 'off'} (stdout to a file)`,
     ],
     finish: (requests) => {
-      const lines = fs.readFileSync(out, 'utf8').split('\n');
-      // pino writes the level as a number or, with a formatter, as its label.
-      const bad = lines.filter((l) => /"level":(50|60|"error"|"fatal")[,}]/.test(l));
-      const warn = lines.filter((l) => /"level":(40|"warn")[,}]/.test(l)).length;
-      const notes = [`log: ${lines.filter((l) => l).length} lines for ${requests} requests${warn ? `, ${warn} warnings` : ''}`];
-      const problems = bad.length ? [`${bad.length} error/fatal log lines, first: ${bad[0]!.slice(0, 300)}`] : [];
+      let count = 0;
+      let warn = 0;
+      let bad = 0;
+      let firstBad = '';
+      for (const l of fileLines(out)) {
+        if (l) count++;
+        // pino writes the level as a number or, with a formatter, as its label.
+        if (/"level":(50|60|"error"|"fatal")[,}]/.test(l)) {
+          if (bad++ === 0) firstBad = l;
+        } else if (/"level":(40|"warn")[,}]/.test(l)) warn++;
+      }
+      const notes = [`log: ${count} lines for ${requests} requests${warn ? `, ${warn} warnings` : ''}`];
+      const problems = bad ? [`${bad} error/fatal log lines, first: ${firstBad.slice(0, 300)}`] : [];
       const stderr = tail(err, 5);
       if (stderr) problems.push(`stderr: ${stderr.slice(0, 300)}`);
       return { notes, problems };
@@ -587,14 +669,22 @@ async function measure(
   url: string,
   conns: number,
   bodyLen: number,
-  o: { script: string; pin: { proxy: number | undefined; load: number | undefined }; tmp: string },
+  o: { script: string; pin: { proxy: number | undefined; load: number | undefined }; tmp: string; host?: string; seconds?: number },
 ): Promise<CaseResult> {
   const cpu0 = proc ? groupCpuSeconds(proc.pid) : 0;
   const up0 = groupCpuSeconds(upstream.pid);
   const cores0 = cpuTimes();
   const t0 = process.hrtime.bigint();
   const logFile = path.join(o.tmp, 'wrk.log');
-  const w = await runWrk({ url, connections: conns, seconds: DURATION, script: o.script, core: o.pin.load, logFile });
+  const w = await runWrk({
+    url,
+    host: o.host,
+    connections: conns,
+    seconds: o.seconds ?? DURATION,
+    script: o.script,
+    core: o.pin.load,
+    logFile,
+  });
   const wall = Number(process.hrtime.bigint() - t0) / 1e9;
   const cores1 = cpuTimes();
   const cpu = proc ? groupCpuSeconds(proc.pid) - cpu0 : 0;
@@ -642,11 +732,36 @@ function versionOf(cmd: string, argv: string[]): string | null {
 }
 
 function countLines(file: string): number {
+  let n = 0;
   try {
-    const s = fs.readFileSync(file, 'utf8');
-    return s ? s.split('\n').length - 1 : 0;
+    for (const l of fileLines(file)) if (l) n++;
   } catch {
     return 0;
+  }
+  return n;
+}
+
+/**
+ * The lines of a log file, read 16 MiB at a time: an access log of a whole run can pass V8's
+ * longest string (512 MiB), which readFileSync(…, 'utf8') cannot return.
+ */
+function* fileLines(file: string): Generator<string> {
+  const fd = fs.openSync(file, 'r');
+  const buf = Buffer.allocUnsafe(16 * 1024 * 1024);
+  const decoder = new StringDecoder('utf8');
+  let rest = '';
+  try {
+    for (;;) {
+      const n = fs.readSync(fd, buf, 0, buf.length, null);
+      if (n === 0) break;
+      const lines = (rest + decoder.write(buf.subarray(0, n))).split('\n');
+      rest = lines.pop() ?? '';
+      yield* lines;
+    }
+    rest += decoder.end();
+    if (rest) yield rest;
+  } finally {
+    fs.closeSync(fd);
   }
 }
 
@@ -666,11 +781,74 @@ function round(n: number | null | undefined, digits = 3): number | null {
   return Math.round(n * f) / f;
 }
 
+function scanOverheadPct(on: number | null | undefined, off: number | null | undefined): number | null {
+  return on === null || on === undefined || off === null || off === undefined || off === 0 ? null : round((100 * (on - off)) / off, 2);
+}
+
+/** Each ABBA pair's own on/off difference, % (pair i = the i-th run of each side, back to back). */
+function pairOverheadsPct(scan: ScanResult): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < scan.pairs; i++) {
+    const v = scanOverheadPct(scan.runs.on[i]?.cpu_us_per_req, scan.runs.off[i]?.cpu_us_per_req);
+    if (v !== null) out.push(v);
+  }
+  return out;
+}
+
+function median(v: readonly number[]): number | null {
+  if (v.length === 0) return null;
+  const s = [...v].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/**
+ * The scan's own cost per response, timed in this process on the bench's small response (head
+ * check, sink, Buffer.indexOf of the 200 B body): the share of the request it adds, measured without
+ * the noise of a whole proxied exchange.
+ */
+function scanNsPerResponse(): number {
+  const incidents = {
+    record: () => {
+      throw new Error('the bench body holds no WeCom error');
+    },
+    list: () => [],
+  };
+  const config = { path: '/', upstream: 'http://127.0.0.1', wecom_errors: { scan: true, explain: false } } as unknown as RouteConfig;
+  const observer = createWecomErrorScan({ incidents })({ name: 'bench', config });
+  if (!observer) throw new Error('the scan gave the bench route no observer');
+  const req = { method: 'GET', headers: { accept: '*/*' } } as unknown as http.IncomingMessage;
+  const ctx = { id: 'bench', path: '/small' } as unknown as RequestContext;
+  const headers = { 'content-type': 'text/plain', 'content-length': String(SMALL_BODY.length) };
+  let best = Number.POSITIVE_INFINITY;
+  for (let round = 0; round < 5; round++) {
+    const n = 500_000;
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < n; i++) {
+      const sink = observer.open(req, ctx, 200, headers);
+      if (sink === undefined || !sink.data(SMALL_BODY) || sink.end(null) !== undefined)
+        throw new Error('the scan did not look at the bench body');
+    }
+    best = Math.min(best, Number(process.hrtime.bigint() - t0) / n);
+  }
+  return best;
+}
+
 function ratio(a: number | null | undefined, b: number | null | undefined): number | null {
   return a === null || a === undefined || b === null || b === undefined || b === 0 ? null : round(a / b);
 }
 
-function report(header: string[], results: ContenderResult[], upstreamKind: UpstreamChoice, idle: number): void {
+interface ScanResult {
+  on: CaseResult;
+  off: CaseResult;
+  /** Each measured run, per side. */
+  runs: Record<ScanSide, CaseResult[]>;
+  pairs: number;
+  /** scanNsPerResponse(). */
+  inProcessNs: number;
+}
+
+function report(header: string[], results: ContenderResult[], upstreamKind: UpstreamChoice, idle: number, scan: ScanResult | null): void {
   const by = (n: ContenderName): ContenderResult | undefined => results.find((r) => r.name === n && r.status === 'ok');
   const lines: string[] = ['', ...header, ''];
   const cols = [
@@ -712,6 +890,25 @@ function report(header: string[], results: ContenderResult[], upstreamKind: Upst
       ]);
     }
   }
+  if (scan) {
+    for (const side of ['on', 'off'] as const) {
+      const x = scan[side];
+      rows.push([
+        `wegate scan ${side}`,
+        'small c64',
+        fmt(x.rps, 0),
+        fmt(x.p50_ms, 2),
+        fmt(x.p99_ms, 2),
+        fmt(x.max_ms, 1),
+        fmt(x.cpu_us_per_req, 2),
+        fmt(x.proxy_cpu_pct, 0),
+        fmt(x.proxy_core_pct, 0),
+        fmt(x.load_core_pct, 0),
+        fmt(x.upstream_cpu_pct, 0),
+        x.problems.length ? `${x.error_total} !` : String(x.error_total),
+      ]);
+    }
+  }
   const widths = cols.map((_, i) => Math.max(...rows.filter((r) => r.length === cols.length).map((r) => (r[i] ?? '').length)));
   for (const row of rows) {
     if (row.length !== cols.length) lines.push(row.join('  '));
@@ -723,6 +920,8 @@ function report(header: string[], results: ContenderResult[], upstreamKind: Upst
       lines.push(`${r.name}: ${[r.rss_mb === null ? null : `peak RSS ${fmt(r.rss_mb, 1)} MB`, ...r.notes].filter(Boolean).join('; ')}`);
       for (const c of CASES) for (const p of r.cases[c.key]?.problems ?? []) lines.push(`  ! ${r.name} ${c.key}: ${p}`);
       for (const p of r.problems) lines.push(`  ! ${r.name}: ${p}`);
+      if (r.name === 'wegate')
+        for (const side of ['on', 'off'] as const) for (const p of scan?.[side].problems ?? []) lines.push(`  ! wegate scan ${side}: ${p}`);
     } else if (r.status === 'failed') lines.push(`${r.name}: FAILED\n  ${(r.reason ?? '').split('\n').join('\n  ')}`);
   }
 
@@ -745,6 +944,23 @@ function report(header: string[], results: ContenderResult[], upstreamKind: Upst
     cpu_per_req_vs_minimal_undici: ratio(cpuW, m?.cases.small_c64?.cpu_us_per_req),
     minimal_undici_vs_nginx_small_c64: ratio(m?.cases.small_c64?.rps, n?.cases.small_c64?.rps),
     nginx_vs_direct_small_c64: ratio(n?.cases.small_c64?.rps, d?.cases.small_c64?.rps),
+    /** CPU per small request with the WeCom error scan on, % above the same route with it off: median of the ABBA pairs (same process). */
+    scan_cpu_overhead_pct: scan ? round(median(pairOverheadsPct(scan)), 2) : null,
+    scan: scan && {
+      pairs: scan.pairs,
+      pair_overheads_pct: pairOverheadsPct(scan),
+      /** From the totals of all runs (sensitive to a burst hitting one side). */
+      total_overhead_pct: scanOverheadPct(scan.on.cpu_us_per_req, scan.off.cpu_us_per_req),
+      in_process_ns_per_response: round(scan.inProcessNs, 0),
+      in_process_pct_of_request: scan.off.cpu_us_per_req ? round(scan.inProcessNs / 10 / scan.off.cpu_us_per_req, 2) : null,
+      on_cpu_us_per_req: round(scan.on.cpu_us_per_req, 2),
+      off_cpu_us_per_req: round(scan.off.cpu_us_per_req, 2),
+      on_rps: round(scan.on.rps, 0),
+      off_rps: round(scan.off.rps, 0),
+      on_cpu_us_per_req_rounds: scan.runs.on.map((x) => round(x.cpu_us_per_req, 2)),
+      off_cpu_us_per_req_rounds: scan.runs.off.map((x) => round(x.cpu_us_per_req, 2)),
+      errors: scan.on.error_total + scan.off.error_total,
+    },
     targets: {} as Record<string, boolean | null>,
     errors: Object.fromEntries(
       results.map((r) => [r.name, r.status === 'ok' ? CASES.reduce((s, c) => s + (r.cases[c.key]?.error_total ?? 0), 0) : null]),
@@ -806,6 +1022,8 @@ function report(header: string[], results: ContenderResult[], upstreamKind: Upst
     json.cpu_per_req_vs_nginx === null ? null : json.cpu_per_req_vs_nginx <= TARGETS.cpu_per_req_vs_nginx_max;
   t['p99_c1_added_ms_le_1'] = json.p99_c1_added_ms_vs_nginx === null ? null : json.p99_c1_added_ms_vs_nginx <= TARGETS.p99_c1_added_ms_max;
   t['rss_mb_lt_150'] = json.rss_mb === null ? null : json.rss_mb < TARGETS.rss_mb_max;
+  t['scan_cpu_overhead_pct_le_3'] =
+    json.scan_cpu_overhead_pct === null ? null : json.scan_cpu_overhead_pct <= TARGETS.scan_cpu_overhead_pct_max;
 
   lines.push('');
   const show = (v: number | null, suffix = ''): string => (v === null ? 'n/a' : `${v}${suffix}`);
@@ -820,6 +1038,11 @@ function report(header: string[], results: ContenderResult[], upstreamKind: Upst
     `wegate vs direct: small c64 ${show(json.wegate_vs_direct_small_c64, '×')}, large c64 ${show(json.wegate_vs_direct_large_c64, '×')}`,
   );
   lines.push(`minimal-undici vs nginx: small c64 ${show(json.minimal_undici_vs_nginx_small_c64, '×')}`);
+  lines.push(
+    `WeCom error scan, small c64: ${show(json.scan?.on_cpu_us_per_req ?? null, ' µs')} CPU/request on vs ${show(json.scan?.off_cpu_us_per_req ?? null, ' µs')} off ` +
+      `(median of ${json.scan?.pairs ?? 0} ABBA pairs in one wegate process: ${show(json.scan_cpu_overhead_pct, ' %')}; from the totals ${show(json.scan?.total_overhead_pct ?? null, ' %')}); ` +
+      `the scan itself, timed in this process: ${show(json.scan?.in_process_ns_per_response ?? null, ' ns')} per response = ${show(json.scan?.in_process_pct_of_request ?? null, ' %')} of a request`,
+  );
   lines.push(
     `targets: ${Object.entries(t)
       .map(([k, v]) => `${k} ${v === null ? 'n/a' : v ? 'met' : 'MISSED'}`)

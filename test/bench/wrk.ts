@@ -48,6 +48,8 @@ export interface WrkOptions {
   connections: number;
   seconds: number;
   script: string;
+  /** Host header instead of the URL's (wegate routes chosen by host). */
+  host?: string | undefined;
   core?: number | undefined;
   /** Where wrk's stdout/stderr go (kept for error messages). */
   logFile: string;
@@ -56,7 +58,17 @@ export interface WrkOptions {
 /** Run one wrk load (one thread) and parse its JSON summary. */
 export async function runWrk(o: WrkOptions): Promise<WrkResult> {
   fs.writeFileSync(o.logFile, '');
-  const args = ['-t1', `-c${o.connections}`, `-d${o.seconds}s`, '--timeout', '5s', '-s', o.script, o.url];
+  const args = [
+    '-t1',
+    `-c${o.connections}`,
+    `-d${o.seconds}s`,
+    '--timeout',
+    '5s',
+    ...(o.host !== undefined ? ['-H', `Host: ${o.host}`] : []),
+    '-s',
+    o.script,
+    o.url,
+  ];
   const p = start('wrk', 'wrk', args, { core: o.core, stdout: o.logFile, stderr: o.logFile });
   const code = await p.exited;
   const out = fs.readFileSync(o.logFile, 'utf8');

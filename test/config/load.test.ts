@@ -130,6 +130,7 @@ t.test('loadConfigText: fills every default when keys are left out or empty', as
     timeouts: { connect_ms: 5_000, response_ms: 60_000, idle_ms: 60_000 },
     tls: { insecure_skip_verify: false },
     rewrite: { location: true, cookies: true },
+    wecom_errors: { scan: true, explain: false },
   });
   t.equal(config.tls, undefined);
   t.equal(config.verify_files, undefined);

@@ -124,6 +124,7 @@ const ERRMSG: Record<number, string> = {
   42001: 'access_token expired',
   42009: 'suite_access_token expired',
   45009: 'api freq out of limit',
+  48002: 'api forbidden',
   60020: 'not allow to access from your ip',
 };
 

@@ -17,7 +17,7 @@ import { type RouteConfig, RouteSchema } from '../../src/config/schema.ts';
 import { parseTarget, type RequestContext, sendError } from '../../src/core/http.ts';
 import { createLogger, type Logger } from '../../src/core/logger.ts';
 import { createMetrics, type Metrics } from '../../src/metrics/metrics.ts';
-import { createProxy, type Proxy as GatewayProxy } from '../../src/proxy/index.ts';
+import { createProxy, type Proxy as GatewayProxy, type ObserverFactory } from '../../src/proxy/index.ts';
 
 export const TLS_DIR = fileURLToPath(new URL('../fixtures/tls/', import.meta.url));
 export const CA_FILE = `${TLS_DIR}ca.pem`;
@@ -62,10 +62,14 @@ export interface Front {
 }
 
 /** Start a front server (plain HTTP on 127.0.0.1) in front of createProxy(routes). */
-export async function startFront(t: Teardown, routes: RouteConfig[], opts: { secure?: boolean } = {}): Promise<Front> {
+export async function startFront(
+  t: Teardown,
+  routes: RouteConfig[],
+  opts: { secure?: boolean; observer?: ObserverFactory } = {},
+): Promise<Front> {
   const logs = captureLogs();
   const metrics = createMetrics({ registry: new Registry(), processMetrics: false });
-  const proxy = createProxy({ routes, logger: logs.logger, metrics });
+  const proxy = createProxy({ routes, logger: logs.logger, metrics, ...(opts.observer ? { observer: opts.observer } : {}) });
   const makeCtx = (req: http.IncomingMessage): RequestContext | string => {
     const hostHeader = req.headers.host;
     if (typeof hostHeader !== 'string') return 'WG_BAD_HOST';
