@@ -81,7 +81,7 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
   };
 
   const buildSite = async (c: Config): Promise<Site> => {
-    const proxy = createProxy({ routes: c.routes, logger, metrics });
+    const proxy = createProxy({ routes: c.routes, logger, metrics, sendTimeoutMs: c.listen.send_timeout_ms });
     let verifyFiles: Site['verifyFiles'];
     try {
       verifyFiles = c.verify_files

@@ -24,6 +24,8 @@ export interface Metrics {
   readonly certReloads: Counter<'result'>;
   readonly verifyFiles: Gauge;
   readonly rejectedRequests: Counter<'code'>;
+  /** Responses cut off because the client read nothing for send_ms, by route. */
+  readonly sendTimeouts: Counter<'route'>;
 }
 
 export interface MetricsOptions {
@@ -91,6 +93,12 @@ export function createMetrics({ registry, processMetrics = true }: MetricsOption
       name: 'wegate_rejected_requests_total',
       help: 'Requests refused before routing, by error code (bad host, bad path, bad header …).',
       labelNames: ['code'],
+      registers,
+    }),
+    sendTimeouts: new Counter({
+      name: 'wegate_send_timeouts_total',
+      help: 'Responses cut off because the client read none of it for send_ms (connection closed, upstream request aborted), by route.',
+      labelNames: ['route'],
       registers,
     }),
   };

@@ -31,6 +31,8 @@ export interface ProxyDeps {
   readonly routes: readonly RouteConfig[];
   readonly logger: Logger;
   readonly metrics: Metrics;
+  /** listen.send_timeout_ms: what routes without timeouts.send_ms use (default 60 s). */
+  readonly sendTimeoutMs?: number;
 }
 
 /** A matched route: its name (metrics label), its config, and the precomputed forwarding data. */
@@ -62,7 +64,7 @@ function poolKey(r: CompiledRoute): string {
  */
 export function createProxy(deps: ProxyDeps): Proxy {
   const { logger, metrics } = deps;
-  const table = buildRouteTable(deps.routes);
+  const table = buildRouteTable(deps.routes, deps.sendTimeoutMs === undefined ? undefined : { sendMs: deps.sendTimeoutMs });
   const pools = new Map<string, Pool>();
   const poolOf = new Map<CompiledRoute, Pool>();
   for (const r of table.routes) {
