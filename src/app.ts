@@ -12,6 +12,7 @@ import type { Logger } from './core/logger.ts';
 import { createMetrics, type Metrics } from './metrics/metrics.ts';
 import { createProxy } from './proxy/index.ts';
 import { createAdminServer } from './server/admin.ts';
+import { type ConnectionLimits, createConnectionLimiter } from './server/connection-limit.ts';
 import { applyTimeouts, createPublicServer, type ListenerTimeouts, listenOn } from './server/listeners.ts';
 import { createPipeline, type Site } from './server/pipeline.ts';
 import { type CertStore, createCertStore } from './server/tls.ts';
@@ -53,6 +54,11 @@ const timeoutsOf = (config: Config): ListenerTimeouts => ({
   headerTimeoutMs: config.listen.header_timeout_ms,
   requestTimeoutMs: config.listen.request_timeout_ms,
   keepAliveTimeoutMs: config.listen.keep_alive_timeout_ms,
+});
+
+const limitsOf = (config: Config): ConnectionLimits => ({
+  maxConnections: config.listen.max_connections,
+  maxPerIp: config.listen.max_connections_per_ip,
 });
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -129,6 +135,7 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
   let closing = false;
   // Every accepted socket until it closes; a LiveList, not a Set: see core/live-list.ts.
   const sockets = new LiveList<Socket>();
+  const limiter = createConnectionLimiter({ ...limitsOf(config), logger });
   let httpServer: Server | undefined;
   let httpsServer: Server | undefined;
   let adminServer: Server | undefined;
@@ -161,7 +168,7 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
     try {
       const out: Partial<ListenAddresses> = {};
       if (config.listen.http) {
-        httpServer = createPublicServer({ secure: false, timeouts, pipeline, sockets });
+        httpServer = createPublicServer({ secure: false, timeouts, pipeline, sockets, limiter });
         out.http = await listenOn(httpServer, config.listen.http, 'HTTP');
       }
       if (config.listen.https) {
@@ -171,6 +178,7 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
           timeouts,
           pipeline,
           sockets,
+          limiter,
           // Delegate to whichever store is current: a config reload may replace it.
           tls: { defaultOptions: store.defaultOptions(), SNICallback: (name, cb) => (certStore ?? store).SNICallback(name, cb) },
         });
@@ -236,6 +244,7 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
     site = nextSite;
     config = next;
     for (const s of publicServers()) applyTimeouts(s, timeoutsOf(next));
+    limiter.configure(limitsOf(next));
     old.verifyFiles?.close();
     if (old.inflight === 0) closeSite(old);
     else retired.add(old);

@@ -128,6 +128,16 @@ export const ConfigSchema = Type.Object(
           60_000,
           'A client that reads none of a response for this long while the gateway holds more of it is disconnected and the upstream request aborted (nginx send_timeout); routes may override it.',
         ),
+        max_connections: Type.Integer({
+          minimum: 0,
+          default: 0,
+          description: 'Most client connections open at once over the public listeners; requests on connections beyond it get 503. 0 = no limit.',
+        }),
+        max_connections_per_ip: Type.Integer({
+          minimum: 0,
+          default: 0,
+          description: 'Most client connections open at once from one client IP address; requests on connections beyond it get 503. 0 = no limit.',
+        }),
       },
       { additionalProperties: false, default: {}, description: 'Public listeners (at least one of http/https).' },
     ),

@@ -30,6 +30,7 @@ export const ERRORS = {
   },
   WG_UPSTREAM_TIMEOUT: { status: 504, en: 'The service behind this gateway did not answer in time', zh: '后端服务响应超时' },
   WG_SHUTTING_DOWN: { status: 503, en: 'The gateway is restarting, please retry', zh: '网关正在重启，请稍后重试' },
+  WG_TOO_MANY_CONNECTIONS: { status: 503, en: 'Too many connections, please retry later', zh: '连接数过多，请稍后重试' },
   WG_INTERNAL: { status: 500, en: 'Internal gateway error', zh: '网关内部错误' },
 } as const satisfies Record<string, ErrorSpec>;
 

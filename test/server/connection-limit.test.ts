@@ -1,0 +1,162 @@
+/**
+ * listen.max_connections / listen.max_connections_per_ip through the real listeners: a connection
+ * over a cap gets one complete 503 WG_TOO_MANY_CONNECTIONS with Connection: close (over TLS too),
+ * the connections within the cap keep working, and a closed connection frees its place.
+ */
+import { join } from 'node:path';
+import net from 'node:net';
+import tls from 'node:tls';
+import t, { type Test } from 'tap';
+import { ADMIN, CA, LOOPBACK, makeConfig, type Running, startGateway, startUpstream, TLS_DIR, waitFor } from '../helpers/gateway.ts';
+
+const HOST = 'app.school.test';
+
+/** A keep-alive connection (plain or TLS, from a chosen local address) reading one Content-Length response at a time. */
+class Conn {
+  readonly socket: net.Socket;
+  #buf = '';
+  #wait: (() => void) | undefined;
+  closed = false;
+  readonly ready: Promise<void>;
+  constructor(port: number, opts: { localAddress?: string; tls?: boolean } = {}) {
+    this.socket = opts.tls
+      ? tls.connect({
+          host: '127.0.0.1',
+          port,
+          ca: CA,
+          servername: 'api1.school.test',
+          ...(opts.localAddress ? { localAddress: opts.localAddress } : {}),
+        })
+      : net.connect({ host: '127.0.0.1', port, ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) });
+    this.ready = new Promise((resolve, reject) => {
+      this.socket.once(opts.tls ? 'secureConnect' : 'connect', () => resolve());
+      this.socket.once('error', reject);
+    });
+    this.socket.setEncoding('latin1');
+    this.socket.on('data', (d: string) => {
+      this.#buf += d;
+      this.#wait?.();
+    });
+    this.socket.on('error', () => {});
+    this.socket.on('close', () => {
+      this.closed = true;
+      this.#wait?.();
+    });
+  }
+  /** Send a GET and read its response (undefined when the connection closed first). */
+  async get(path: string): Promise<{ status: number; head: string; body: string } | undefined> {
+    await this.ready;
+    this.socket.write(`GET ${path} HTTP/1.1\r\nHost: ${HOST}\r\n\r\n`);
+    for (;;) {
+      const end = this.#buf.indexOf('\r\n\r\n');
+      if (end !== -1) {
+        const head = this.#buf.slice(0, end);
+        const length = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? 0);
+        if (this.#buf.length >= end + 4 + length) {
+          const body = this.#buf.slice(end + 4, end + 4 + length);
+          this.#buf = this.#buf.slice(end + 4 + length);
+          return { status: Number(head.slice(9, 12)), head, body };
+        }
+      }
+      if (this.closed) return undefined;
+      await new Promise<void>((resolve) => (this.#wait = resolve));
+    }
+  }
+  close(): void {
+    this.socket.destroy();
+  }
+}
+
+async function limited(t: Test, listen: Record<string, unknown>, extra: Record<string, unknown> = {}): Promise<Running> {
+  const up = await startUpstream(t, 'app');
+  return startGateway(
+    t,
+    makeConfig({ listen: { ...LOOPBACK, ...listen }, admin: ADMIN, routes: [{ name: 'app', upstream: up.url }], ...extra }),
+  );
+}
+
+function open(t: Test, port: number, opts: { localAddress?: string; tls?: boolean } = {}): Conn {
+  const c = new Conn(port, opts);
+  t.teardown(() => c.close());
+  return c;
+}
+
+t.test(
+  'connection limit: the 4th connection from one IP gets 503 and the first three keep working when max_connections_per_ip is 3',
+  async (t) => {
+    const s = await limited(t, { max_connections_per_ip: 3 });
+    const first = [open(t, s.httpPort), open(t, s.httpPort), open(t, s.httpPort)];
+    for (const [i, c] of first.entries()) t.equal((await c.get(`/a${i}`))?.status, 200, `connection ${i + 1} served`);
+    const fourth = open(t, s.httpPort);
+    const refused = await fourth.get('/d');
+    t.equal(refused?.status, 503, '4th connection refused');
+    t.match(refused?.body, /"error":"WG_TOO_MANY_CONNECTIONS"/);
+    t.match(Buffer.from(refused?.body ?? '', 'latin1').toString('utf8'), /连接数过多/, 'bilingual');
+    t.match(refused?.head, /\r\nConnection: close/i);
+    t.match(refused?.head, /\r\nX-Request-Id: \S+/i);
+    t.ok(await waitFor(() => fourth.closed), 'and closed');
+    for (const [i, c] of first.entries()) t.equal((await c.get(`/b${i}`))?.status, 200, `connection ${i + 1} still served`);
+    // From another address: its own count.
+    t.equal((await open(t, s.httpPort, { localAddress: '127.0.0.2' }).get('/other-ip'))?.status, 200, 'another IP is not limited');
+    first[0]?.close();
+    const again = await waitFor(async () => (await open(t, s.httpPort).get('/again'))?.status === 200);
+    t.ok(again, 'a closed connection frees its place');
+    t.match(
+      await s.registry.getSingleMetricAsString('wegate_rejected_requests_total'),
+      /code="WG_TOO_MANY_CONNECTIONS"\} [1-9]/,
+      'counted',
+    );
+    t.ok(
+      s.logs.lines.some((l) => l.error_code === 'WG_TOO_MANY_CONNECTIONS' && l.status === 503),
+      'access-logged with its code',
+    );
+  },
+);
+
+t.test('connection limit: a connection over max_connections gets 503 whatever its IP when the total cap is reached', async (t) => {
+  const s = await limited(t, { max_connections: 2 });
+  const a = open(t, s.httpPort, { localAddress: '127.0.0.2' });
+  const b = open(t, s.httpPort, { localAddress: '127.0.0.3' });
+  t.equal((await a.get('/a'))?.status, 200);
+  t.equal((await b.get('/b'))?.status, 200);
+  t.equal((await open(t, s.httpPort).get('/c'))?.status, 503, 'third connection refused');
+  t.equal((await a.get('/a2'))?.status, 200, 'the first two keep working');
+  t.equal((await b.get('/b2'))?.status, 200);
+});
+
+t.test('connection limit: a TLS connection over max_connections_per_ip gets a readable 503 after its handshake', async (t) => {
+  const s = await limited(
+    t,
+    { https: '127.0.0.1:0', max_connections_per_ip: 1 },
+    { tls: { certs: [{ cert: join(TLS_DIR, 'api1.pem'), key: join(TLS_DIR, 'api1.key') }], watch: false } },
+  );
+  const first = open(t, s.httpsPort, { tls: true });
+  t.equal((await first.get('/1'))?.status, 200);
+  const second = await open(t, s.httpsPort, { tls: true }).get('/2');
+  t.equal(second?.status, 503);
+  t.match(second?.body, /WG_TOO_MANY_CONNECTIONS/);
+  t.equal((await first.get('/1b'))?.status, 200, 'the first connection keeps working');
+});
+
+t.test('connection limit: answers a WebSocket upgrade on a connection over the cap with 503', async (t) => {
+  const s = await limited(t, { max_connections_per_ip: 1 });
+  const first = open(t, s.httpPort);
+  t.equal((await first.get('/1'))?.status, 200);
+  const c = open(t, s.httpPort);
+  await c.ready;
+  let got = '';
+  c.socket.on('data', (d: string) => (got += d));
+  c.socket.write(
+    `GET /ws HTTP/1.1\r\nHost: ${HOST}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
+  );
+  t.ok(await waitFor(() => c.closed), 'closed after the answer');
+  t.match(got, /^HTTP\/1\.1 503 /);
+  t.match(got, /WG_TOO_MANY_CONNECTIONS/);
+});
+
+t.test('connection limit: no cap applies when both limits are 0 (the default)', async (t) => {
+  const s = await limited(t, {});
+  const conns = Array.from({ length: 12 }, () => open(t, s.httpPort));
+  const statuses = await Promise.all(conns.map((c, i) => c.get(`/${i}`).then((r) => r?.status)));
+  t.same(statuses, Array(12).fill(200));
+});
