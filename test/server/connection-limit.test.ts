@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import net from 'node:net';
 import tls from 'node:tls';
 import t, { type Test } from 'tap';
+import { loadConfigText } from '../../src/config/load.ts';
 import { ADMIN, CA, LOOPBACK, makeConfig, type Running, startGateway, startUpstream, TLS_DIR, waitFor } from '../helpers/gateway.ts';
 
 const HOST = 'app.school.test';
@@ -159,4 +160,39 @@ t.test('connection limit: no cap applies when both limits are 0 (the default)', 
   const conns = Array.from({ length: 12 }, () => open(t, s.httpPort));
   const statuses = await Promise.all(conns.map((c, i) => c.get(`/${i}`).then((r) => r?.status)));
   t.same(statuses, Array(12).fill(200));
+});
+
+t.test('config: reports bad connection caps and send timeouts with their path and line when they are out of range', async (t) => {
+  const text = [
+    'listen:', //                           1
+    '  http: ":8080"', //                   2
+    '  max_connections: -1', //             3
+    '  max_connections_per_ip: 1.5', //     4
+    '  send_timeout_ms: 0', //              5
+    'routes:', //                           6
+    '  - upstream: "https://a.test"', //    7
+    '    timeouts: { send_ms: "fast" }', // 8
+    '',
+  ].join('\n');
+  const r = loadConfigText(text, 'wegate.yaml');
+  t.notOk(r.ok);
+  const got = r.ok ? [] : r.problems.map((p) => [p.path, p.line]);
+  t.same(got, [
+    ['listen.max_connections', 3],
+    ['listen.max_connections_per_ip', 4],
+    ['listen.send_timeout_ms', 5],
+    ['routes[0].timeouts.send_ms', 8],
+  ]);
+});
+
+t.test('connection limit: a reload applies new caps and counts the connections already open', async (t) => {
+  const up = await startUpstream(t, 'app');
+  const config = (listen: Record<string, unknown>) =>
+    makeConfig({ listen: { ...LOOPBACK, ...listen }, admin: ADMIN, routes: [{ name: 'app', upstream: up.url }] });
+  const s = await startGateway(t, config({}));
+  const before = open(t, s.httpPort);
+  t.equal((await before.get('/1'))?.status, 200);
+  await s.gw.reload(config({ http: `127.0.0.1:${s.httpPort}`, max_connections_per_ip: 1 }));
+  t.equal((await open(t, s.httpPort).get('/2'))?.status, 503, 'the connection opened before the reload counts');
+  t.equal((await before.get('/3'))?.status, 200, 'and keeps working');
 });
