@@ -16,7 +16,7 @@
  * returns false (backpressure) and gives way to the idle clock again on 'drain', so a response that
  * flows costs nothing more; a client that reads nothing for send_ms loses its connection and the
  * upstream exchange is aborted, which releases the upstream connection. It also bounds the reading of
- * a request body the upstream answered before it was sent (see #drainRequest).
+ * a request body the upstream answered before it was sent (see #discardRequest).
  */
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { Transform, type TransformCallback } from 'node:stream';
@@ -445,14 +445,19 @@ class Forward implements Dispatcher.DispatchHandler, ResponseCloseHook {
     this.req.off('data', onDrainData);
   }
 
-  #stopDiscard(why: string): void {
+  #stopDiscard(reason: string): void {
     if (this.#phase !== 'discard') return;
     this.#phase = 'body';
     this.#disarm();
     const { req, ctx, route } = this;
     req.off('data', onDrainData);
     req.off('end', onDrainEnd);
-    this.env.logger.info({ req_id: ctx.id, route: route.name, limit: route.maxBodyBytes }, `${why}: connection closed`);
+    // A client that left meanwhile needs no word.
+    if (req.socket.destroyed) return;
+    this.env.logger.info(
+      { req_id: ctx.id, route: route.name, reason, limit: route.maxBodyBytes, limit_ms: DISCARD_BODY_MS },
+      'request body answered early and not discarded to its end: connection closed',
+    );
     req.socket.destroy();
   }
 
