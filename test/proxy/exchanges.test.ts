@@ -7,6 +7,7 @@ import http from 'node:http';
 import net from 'node:net';
 import t, { type Test } from 'tap';
 import { ADMIN, LOOPBACK, makeConfig, type Running, startGateway, startUpstream, waitFor } from '../helpers/gateway.ts';
+import { RawConn } from '../helpers/raw-conn.ts';
 
 const HOST = 'a.test';
 
@@ -33,53 +34,6 @@ async function gateway(t: Test, upstream: string, listen: Record<string, unknown
 
 async function metricValue(s: Running, name: string): Promise<string> {
   return s.registry.getSingleMetricAsString(name);
-}
-
-/** One keep-alive raw connection that reads Content-Length-framed responses one at a time. */
-class RawConn {
-  readonly socket: net.Socket;
-  #buf = '';
-  #waiters: (() => void)[] = [];
-  closed = false;
-  constructor(port: number) {
-    this.socket = net.connect(port, '127.0.0.1');
-    this.socket.setEncoding('latin1');
-    this.socket.on('data', (d: string) => {
-      this.#buf += d;
-      this.#wake();
-    });
-    this.socket.on('error', () => {});
-    this.socket.on('close', () => {
-      this.closed = true;
-      this.#wake();
-    });
-  }
-  #wake(): void {
-    for (const w of this.#waiters.splice(0)) w();
-  }
-  write(s: string): Promise<void> {
-    return new Promise((resolve) => this.socket.write(s, 'latin1', () => resolve()));
-  }
-  /** The next whole response, or undefined when the connection closed before one came. */
-  async response(): Promise<{ status: number; head: string; body: string } | undefined> {
-    for (;;) {
-      const end = this.#buf.indexOf('\r\n\r\n');
-      if (end !== -1) {
-        const head = this.#buf.slice(0, end);
-        const length = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? 0);
-        if (this.#buf.length >= end + 4 + length) {
-          const body = this.#buf.slice(end + 4, end + 4 + length);
-          this.#buf = this.#buf.slice(end + 4 + length);
-          return { status: Number(head.slice(9, 12)), head, body };
-        }
-      }
-      if (this.closed) return undefined;
-      await new Promise<void>((resolve) => this.#waiters.push(resolve));
-    }
-  }
-  close(): void {
-    this.socket.destroy();
-  }
 }
 
 // ---- item 6: 1xx from the upstream ----
@@ -332,7 +286,7 @@ t.test(
       got.every((n) => n < big.size),
       'every stalled client got a cut-off response',
     );
-    const ok = await new RawConn(s.httpPort);
+    const ok = new RawConn(s.httpPort);
     t.teardown(() => ok.close());
     await ok.write(`GET /small HTTP/1.1\r\nHost: ${HOST}\r\n\r\n`);
     t.same([(await ok.response())?.body], ['small'], 'the gateway still serves');

@@ -4,69 +4,12 @@
  * the connections within the cap keep working, and a closed connection frees its place.
  */
 import { join } from 'node:path';
-import net from 'node:net';
-import tls from 'node:tls';
 import t, { type Test } from 'tap';
 import { loadConfigText } from '../../src/config/load.ts';
-import { ADMIN, CA, LOOPBACK, makeConfig, type Running, startGateway, startUpstream, TLS_DIR, waitFor } from '../helpers/gateway.ts';
+import { ADMIN, LOOPBACK, makeConfig, type Running, startGateway, startUpstream, TLS_DIR, waitFor } from '../helpers/gateway.ts';
+import { RawConn } from '../helpers/raw-conn.ts';
 
 const HOST = 'app.school.test';
-
-/** A keep-alive connection (plain or TLS, from a chosen local address) reading one Content-Length response at a time. */
-class Conn {
-  readonly socket: net.Socket;
-  #buf = '';
-  #wait: (() => void) | undefined;
-  closed = false;
-  readonly ready: Promise<void>;
-  constructor(port: number, opts: { localAddress?: string; tls?: boolean } = {}) {
-    this.socket = opts.tls
-      ? tls.connect({
-          host: '127.0.0.1',
-          port,
-          ca: CA,
-          servername: 'api1.school.test',
-          ...(opts.localAddress ? { localAddress: opts.localAddress } : {}),
-        })
-      : net.connect({ host: '127.0.0.1', port, ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) });
-    this.ready = new Promise((resolve, reject) => {
-      this.socket.once(opts.tls ? 'secureConnect' : 'connect', () => resolve());
-      this.socket.once('error', reject);
-    });
-    this.socket.setEncoding('latin1');
-    this.socket.on('data', (d: string) => {
-      this.#buf += d;
-      this.#wait?.();
-    });
-    this.socket.on('error', () => {});
-    this.socket.on('close', () => {
-      this.closed = true;
-      this.#wait?.();
-    });
-  }
-  /** Send a GET and read its response (undefined when the connection closed first). */
-  async get(path: string): Promise<{ status: number; head: string; body: string } | undefined> {
-    await this.ready;
-    this.socket.write(`GET ${path} HTTP/1.1\r\nHost: ${HOST}\r\n\r\n`);
-    for (;;) {
-      const end = this.#buf.indexOf('\r\n\r\n');
-      if (end !== -1) {
-        const head = this.#buf.slice(0, end);
-        const length = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? 0);
-        if (this.#buf.length >= end + 4 + length) {
-          const body = this.#buf.slice(end + 4, end + 4 + length);
-          this.#buf = this.#buf.slice(end + 4 + length);
-          return { status: Number(head.slice(9, 12)), head, body };
-        }
-      }
-      if (this.closed) return undefined;
-      await new Promise<void>((resolve) => (this.#wait = resolve));
-    }
-  }
-  close(): void {
-    this.socket.destroy();
-  }
-}
 
 async function limited(t: Test, listen: Record<string, unknown>, extra: Record<string, unknown> = {}): Promise<Running> {
   const up = await startUpstream(t, 'app');
@@ -76,10 +19,21 @@ async function limited(t: Test, listen: Record<string, unknown>, extra: Record<s
   );
 }
 
-function open(t: Test, port: number, opts: { localAddress?: string; tls?: boolean } = {}): Conn {
-  const c = new Conn(port, opts);
+/** A raw keep-alive connection closed in teardown; `get` sends Host app.school.test. */
+function open(t: Test, port: number, opts: { localAddress?: string; tls?: boolean } = {}) {
+  const c = new RawConn(port, {
+    ...(opts.localAddress !== undefined ? { localAddress: opts.localAddress } : {}),
+    ...(opts.tls === true ? { tlsServername: 'api1.school.test' } : {}),
+  });
   t.teardown(() => c.close());
-  return c;
+  return {
+    conn: c,
+    get: (path: string) => c.get(path, HOST),
+    close: () => c.close(),
+    get closed() {
+      return c.closed;
+    },
+  };
 }
 
 t.test(
@@ -144,10 +98,10 @@ t.test('connection limit: answers a WebSocket upgrade on a connection over the c
   const first = open(t, s.httpPort);
   t.equal((await first.get('/1'))?.status, 200);
   const c = open(t, s.httpPort);
-  await c.ready;
+  await c.conn.ready;
   let got = '';
-  c.socket.on('data', (d: string) => (got += d));
-  c.socket.write(
+  c.conn.socket.on('data', (d: string) => (got += d));
+  c.conn.socket.write(
     `GET /ws HTTP/1.1\r\nHost: ${HOST}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
   );
   t.ok(await waitFor(() => c.closed), 'closed after the answer');
