@@ -6,6 +6,7 @@ import { once } from 'node:events';
 import http from 'node:http';
 import net from 'node:net';
 import t, { type Test } from 'tap';
+import { WebSocketServer } from 'ws';
 import { ADMIN, LOOPBACK, makeConfig, type Running, startGateway, startUpstream, waitFor } from '../helpers/gateway.ts';
 import { RawConn } from '../helpers/raw-conn.ts';
 
@@ -327,4 +328,50 @@ t.test('proxy: relays the whole response when a client pauses for less than send
   await once(c as net.Socket, 'close');
   t.equal(got, big.size, 'every byte arrived');
   t.match(await metricValue(s, 'wegate_send_timeouts_total'), /^(?![\s\S]*route="app")/, 'no send timeout counted');
+});
+
+t.test('proxy websocket: closes a WebSocket whose client stops reading while the upstream keeps sending, after idle_ms', async (t) => {
+  // http-proxy-3 pipes both ways with stream backpressure and has no send timeout: once the client's
+  // socket is full the upstream is paused, no byte moves, and the route's idle_ms closes both sides.
+  const server = http.createServer();
+  const wss = new WebSocketServer({ server });
+  let upstreamClosed = false;
+  let sent = 0;
+  wss.on('connection', (ws) => {
+    ws.on('error', () => {});
+    ws.on('close', () => (upstreamClosed = true));
+    const piece = Buffer.alloc(64 * 1024, 'w');
+    // Keep the upstream's own buffer small: send only while it drains.
+    const pump = () => {
+      if (ws.readyState !== ws.OPEN) return;
+      if (ws.bufferedAmount < 1024 * 1024) {
+        ws.send(piece);
+        sent += piece.length;
+      }
+      setTimeout(pump, 2);
+    };
+    pump();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(async () => {
+    for (const c of wss.clients) c.terminate();
+    wss.close();
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
+  const s = await gateway(
+    t,
+    `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    {},
+    { timeouts: { connect_ms: 1000, response_ms: 1000, idle_ms: 400 } },
+  );
+  const c = new RawConn(s.httpPort);
+  t.teardown(() => c.close());
+  await c.write(
+    `GET /ws HTTP/1.1\r\nHost: ${HOST}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
+  );
+  t.equal((await c.response())?.status, 101, 'upgraded');
+  c.socket.pause();
+  t.ok(await waitFor(() => upstreamClosed, 8000), 'the upstream WebSocket was closed by the gateway');
+  t.ok(sent > 0, 'the upstream was sending until then');
 });
