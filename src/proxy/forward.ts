@@ -415,8 +415,9 @@ class Forward implements Dispatcher.DispatchHandler, ResponseCloseHook {
   /**
    * Read and discard the rest of a request body the upstream answered early, so the client reads
    * the answer instead of a reset and its keep-alive connection stays usable for the next request
-   * (which Node parses once this body has ended). Bounded by max_body_bytes and DISCARD_BODY_MS;
-   * beyond either the connection is closed.
+   * (which Node parses once this body has ended). Bounded by max_body_bytes and DISCARD_BODY_MS
+   * (and by Node's requestTimeout, listen.request_timeout_ms from the request's start); beyond a
+   * bound the connection is closed.
    */
   #discardRequest(): void {
     const req = this.req as IncomingMessage & Tagged;

@@ -215,6 +215,18 @@ t.test('proxy: closes the connection when the rest of an early-answered chunked 
   t.same([(await again.response())?.status], [200], 'a new connection works');
 });
 
+t.test('proxy: closes the connection when the rest of an early-answered body does not arrive within request_timeout_ms', async (t) => {
+  const up = await earlyAnswerUpstream(t);
+  const s = await gateway(t, up.url, { header_timeout_ms: 300, request_timeout_ms: 600 });
+  const c = new RawConn(s.httpPort);
+  t.teardown(() => c.close());
+  await c.write(`POST /upload HTTP/1.1\r\nHost: ${HOST}\r\nContent-Length: 100000\r\n\r\n${'x'.repeat(1000)}`);
+  t.equal((await c.response())?.status, 401, 'the early answer is relayed');
+  // The client stalls: Node's request timeout (the whole request within request_timeout_ms) ends it.
+  t.ok(await waitFor(() => c.closed, 5000), 'the gateway closed the connection');
+  t.equal((await c.response())?.status, 408, 'saying the request was not received in time');
+});
+
 // ---- item 4: clients that stop reading ----
 
 /** An upstream that streams `pieces` × 64 KiB with backpressure, and records its connections. */
