@@ -22,6 +22,7 @@ import { createEgress, type Egress, type EgressProfile } from './egress/index.ts
 import { createMetrics, type Metrics } from './metrics/metrics.ts';
 import { createProxy } from './proxy/index.ts';
 import { createAdminServer } from './server/admin.ts';
+import { type ConnectionLimits, createConnectionLimiter } from './server/connection-limit.ts';
 import { applyTimeouts, createPublicServer, type ListenerTimeouts, listenOn } from './server/listeners.ts';
 import { createPipeline, type Site } from './server/pipeline.ts';
 import { type CertStore, createCertStore } from './server/tls.ts';
@@ -87,6 +88,11 @@ const timeoutsOf = (config: Config): ListenerTimeouts => ({
   keepAliveTimeoutMs: config.listen.keep_alive_timeout_ms,
 });
 
+const limitsOf = (config: Config): ConnectionLimits => ({
+  maxConnections: config.listen.max_connections,
+  maxPerIp: config.listen.max_connections_per_ip,
+});
+
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Build the gateway from a validated config. Nothing listens until `listen()`. */
@@ -119,7 +125,14 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
   const makeEgress = (c: Config) => createEgress({ profiles: c.egress, logger, metrics, ...(deps.now ? { now: deps.now } : {}) });
 
   const buildSite = async (c: Config, eg: Egress): Promise<Site> => {
-    const proxy = createProxy({ routes: c.routes, logger, metrics, egress: (name) => eg.profile(name), observer: wecomErrorScan });
+    const proxy = createProxy({
+      routes: c.routes,
+      logger,
+      metrics,
+      egress: (name) => eg.profile(name),
+      observer: wecomErrorScan,
+      sendTimeoutMs: c.listen.send_timeout_ms,
+    });
     let verifyFiles: Site['verifyFiles'];
     try {
       verifyFiles = c.verify_files
@@ -201,6 +214,7 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
   let closing = false;
   // Every accepted socket until it closes; a LiveList, not a Set: see core/live-list.ts.
   const sockets = new LiveList<Socket>();
+  const limiter = createConnectionLimiter({ ...limitsOf(config), logger });
   let httpServer: Server | undefined;
   let httpsServer: Server | undefined;
   let adminServer: Server | undefined;
@@ -233,7 +247,7 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
     try {
       const out: Partial<ListenAddresses> = {};
       if (config.listen.http) {
-        httpServer = createPublicServer({ secure: false, timeouts, pipeline, sockets });
+        httpServer = createPublicServer({ secure: false, timeouts, pipeline, sockets, limiter });
         out.http = await listenOn(httpServer, config.listen.http, 'HTTP');
       }
       if (config.listen.https) {
@@ -243,6 +257,7 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
           timeouts,
           pipeline,
           sockets,
+          limiter,
           // Delegate to whichever store is current: a config reload may replace it.
           tls: { defaultOptions: store.defaultOptions(), SNICallback: (name, cb) => (certStore ?? store).SNICallback(name, cb) },
         });
@@ -344,6 +359,7 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
       egress = nextEgress;
       oldEgress.close().catch((e: unknown) => logger.warn({ err: e }, 'closing the previous egress profiles failed'));
     }
+    limiter.configure(limitsOf(next));
     old.verifyFiles?.close();
     if (old.inflight === 0) closeSite(old);
     else retired.add(old);

@@ -47,6 +47,13 @@ export const RouteTimeoutsSchema = Type.Object(
     connect_ms: Ms(5_000, 'TCP+TLS connect timeout to the upstream (→ 504).'),
     response_ms: Ms(60_000, 'Time allowed for the upstream to send response headers once the request and its body have been sent (→ 504).'),
     idle_ms: Ms(60_000, 'Time allowed between two chunks of the upstream response body (not counted while a slow client holds the body back), and WebSocket idle time.'),
+    send_ms: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 86_400_000,
+        description: 'Overrides listen.send_timeout_ms for this route: a client that reads none of a held-back response for this long is disconnected.',
+      }),
+    ),
   },
   { additionalProperties: false, default: {}, description: 'Per-route timeouts towards the upstream.' },
 );
@@ -330,6 +337,20 @@ export const ConfigSchema = Type.Object(
         header_timeout_ms: Ms(10_000, 'A client must send its request headers within this time (slowloris → 408).'),
         request_timeout_ms: Ms(300_000, 'A client must send its whole request (headers + body) within this time.'),
         keep_alive_timeout_ms: Ms(5_000, 'Idle keep-alive client connections are closed after this time.'),
+        send_timeout_ms: Ms(
+          60_000,
+          'A client that reads none of a response for this long while the gateway holds more of it is disconnected and the upstream request aborted (nginx send_timeout); routes may override it.',
+        ),
+        max_connections: Type.Integer({
+          minimum: 0,
+          default: 0,
+          description: 'Most client connections open at once over the public listeners; requests on connections beyond it get 503. 0 = no limit.',
+        }),
+        max_connections_per_ip: Type.Integer({
+          minimum: 0,
+          default: 0,
+          description: 'Most client connections open at once from one client IP address; requests on connections beyond it get 503. 0 = no limit.',
+        }),
       },
       { additionalProperties: false, default: {}, description: 'Public listeners (at least one of http/https).' },
     ),

@@ -76,6 +76,7 @@ export const ERRORS = {
     zh: '状态存储无法写入（磁盘已满或只读？）',
   },
   WG_SHUTTING_DOWN: { status: 503, en: 'The gateway is restarting, please retry', zh: '网关正在重启，请稍后重试' },
+  WG_TOO_MANY_CONNECTIONS: { status: 503, en: 'Too many connections, please retry later', zh: '连接数过多，请稍后重试' },
   WG_INTERNAL: { status: 500, en: 'Internal gateway error', zh: '网关内部错误' },
 } as const satisfies Record<string, ErrorSpec>;
 

@@ -37,6 +37,8 @@ export interface Metrics {
   readonly egressIpMismatch: Gauge<'profile'>;
   /** IP-echo checks by profile and result (match, mismatch, no_expected_ip, error). */
   readonly egressChecks: Counter<'profile' | 'result'>;
+  /** Responses cut off because the client read nothing for send_ms, by route. */
+  readonly sendTimeouts: Counter<'route'>;
 }
 
 export interface MetricsOptions {
@@ -147,6 +149,12 @@ export function createMetrics({ registry, processMetrics = true }: MetricsOption
       name: 'wegate_egress_check_total',
       help: 'IP-echo checks of the egress profiles, by profile and result (match, mismatch, no_expected_ip, error).',
       labelNames: ['profile', 'result'],
+      registers,
+    }),
+    sendTimeouts: new Counter({
+      name: 'wegate_send_timeouts_total',
+      help: 'Responses cut off because the client read none of it for send_ms (connection closed, upstream request aborted), by route.',
+      labelNames: ['route'],
       registers,
     }),
   };

@@ -12,6 +12,12 @@
  * The semantics are undici's: the response clock starts once the request body has been sent, and the
  * idle clock does not run while the client is the slow side (the upstream body is paused).
  *
+ * The same timer is the send timeout (nginx's send_timeout): it is armed only when res.write()
+ * returns false (backpressure) and gives way to the idle clock again on 'drain', so a response that
+ * flows costs nothing more; a client that reads nothing for send_ms loses its connection and the
+ * upstream exchange is aborted, which releases the upstream connection. It also bounds the reading of
+ * a request body the upstream answered before it was sent (see #discardRequest).
+ *
  * A route with a response observer (observer.ts) offers it the head and, when it asks, the body
  * chunks; a holding sink keeps a small response back until its end and may replace it. A route
  * without one pays one null check per response.
@@ -44,10 +50,14 @@ type Tagged = { [kForward]?: Forward };
 
 /** Abort reasons we cause ourselves (not upstream failures). */
 class ClientGoneError extends Error {
-  override readonly name = 'ClientGoneError';
+  override readonly name: string = 'ClientGoneError';
 }
 class BodyTooLargeError extends Error {
   override readonly name = 'BodyTooLargeError';
+}
+/** The client read nothing of the response for send_ms. */
+class SendTimeoutError extends ClientGoneError {
+  override readonly name = 'SendTimeoutError';
 }
 /** The upstream sent no response headers within response_ms, or stalled its body past idle_ms. */
 class UpstreamTimeoutError extends Error {
@@ -65,6 +75,10 @@ class BodyLimiter extends Transform {
   readonly #fwd: Forward;
   readonly #limit: number;
   #seen = 0;
+  /** Bytes of the request body counted so far. */
+  get seen(): number {
+    return this.#seen;
+  }
   constructor(fwd: Forward, limit: number) {
     super();
     this.#fwd = fwd;
@@ -93,7 +107,15 @@ function onResClose(this: ServerResponse & Tagged): void {
 }
 
 function onResDrain(this: ServerResponse & Tagged): void {
-  this[kForward]?.controller?.resume();
+  this[kForward]?.drained();
+}
+
+function onDrainData(this: IncomingMessage & Tagged, chunk: Buffer): void {
+  this[kForward]?.discarded(chunk.length);
+}
+
+function onDrainEnd(this: IncomingMessage & Tagged): void {
+  this[kForward]?.discardEnded();
 }
 
 function onForwardTimeout(fwd: Forward): void {
@@ -102,6 +124,12 @@ function onForwardTimeout(fwd: Forward): void {
 
 /** Largest body sent joined to the response head as one string (Node writes up to 16 KiB from the stack). */
 const JOIN_MAX_BYTES = 16 * 1024;
+
+/**
+ * Longest time the rest of a request body is read and discarded after the upstream answered early
+ * (nginx's lingering_time); the bytes are bounded by the route's max_body_bytes.
+ */
+export const DISCARD_BODY_MS = 30_000;
 
 /** Exchanges holding their first body chunk until the current turn is over (see Forward.#first). */
 export class HeldChunks {
@@ -136,8 +164,14 @@ class Forward implements Dispatcher.DispatchHandler, ResponseCloseHook {
   #body: BodyLimiter | null = null;
   #timer: NodeJS.Timeout | undefined;
   #timerMs = 0;
-  /** What the timer waits for: response headers, then the next body chunk. */
-  #phase: 'response' | 'body' = 'response';
+  /**
+   * What the timer waits for: response headers, then the next body chunk; 'send' while the client
+   * holds the response back (backpressure), 'discard' while the rest of an early-answered request
+   * body is read and thrown away.
+   */
+  #phase: 'response' | 'body' | 'send' | 'discard' = 'response';
+  /** Request body bytes seen, counted on while it is discarded. */
+  #discarded = 0;
   #timeout: UpstreamTimeoutError | null = null;
   /**
    * The first body chunk, held until the current parser turn is over: when the response also ends
@@ -215,23 +249,53 @@ class Forward implements Dispatcher.DispatchHandler, ResponseCloseHook {
     this.#timer = undefined;
   }
 
-  /** The response or idle timer fired. */
+  /** The response, idle, send or discard timer fired. */
   timedOut(): void {
     this.#timer = undefined;
-    if (this.done) return;
-    const controller = this.controller;
-    if (this.#phase === 'body' && controller?.paused === true) {
-      // The client reads slowly and the upstream waits for it: not the upstream's stall (as in undici).
-      this.#arm(this.route.idleMs);
+    const phase = this.#phase;
+    if (phase === 'send') {
+      this.#sendTimedOut();
       return;
     }
-    this.#timeout = new UpstreamTimeoutError(this.#phase, this.#timerMs);
-    controller?.abort(this.#timeout);
+    if (phase === 'discard') {
+      this.#stopDiscard('the rest of the request body did not arrive in time');
+      return;
+    }
+    if (this.done) return;
+    // While the client holds the body back the phase is 'send': an idle upstream here is a stall.
+    this.#timeout = new UpstreamTimeoutError(phase, this.#timerMs);
+    this.controller?.abort(this.#timeout);
+  }
+
+  /** The client read nothing for send_ms: close its connection and release the upstream one. */
+  #sendTimedOut(): void {
+    const { res, ctx, route } = this;
+    if (res.destroyed || res.writableFinished) return;
+    this.env.metrics.sendTimeouts.inc({ route: route.name });
+    this.env.logger.info(
+      { req_id: ctx.id, route: route.name, send_ms: route.sendMs, after_end: this.done },
+      'client did not read the response within send_ms: connection closed',
+    );
+    this.#gone = true;
+    res.destroy();
+    if (!this.done) this.controller?.abort(new SendTimeoutError('client did not read the response within send_ms'));
+  }
+
+  /** The client took the buffered response ('drain'): the upstream may send again, the idle clock runs. */
+  drained(): void {
+    // Before resume(): undici may hand over the next chunk (and pause again) inside it.
+    if (this.#phase === 'send') {
+      this.#phase = 'body';
+      if (!this.done) this.#arm(this.route.idleMs);
+      else this.#disarm();
+    }
+    this.controller?.resume();
   }
 
   /** The response closed (ResponseCloseHook): before it ended, that means the client went away. */
   responseClosed(): void {
     if (!this.done) this.clientGone();
+    else if (this.#phase === 'send') this.#disarm();
   }
 
   /** The client went away before the response ended: abort the upstream exchange. */
@@ -262,6 +326,10 @@ class Forward implements Dispatcher.DispatchHandler, ResponseCloseHook {
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
+    if (statusCode < 200) {
+      this.#informational(statusCode, headers);
+      return;
+    }
     this.#phase = 'body';
     this.#arm(this.route.idleMs);
     const out = this.#responseHeaders(headers);
@@ -346,6 +414,28 @@ class Forward implements Dispatcher.DispatchHandler, ResponseCloseHook {
     return false;
   }
 
+  /**
+   * A 1xx before the final response. undici reports each one here (client-h1.js onHeadersComplete,
+   * then skips its body and waits for the next head), except 100, which it fails as a bad response
+   * (the gateway never sends Expect upstream, so a 100 is unsolicited). 103 Early Hints is relayed
+   * with its Link headers only; every other 1xx is dropped.
+   */
+  #informational(statusCode: number, headers: IncomingHttpHeaders): void {
+    // The upstream is alive: as undici does with its own headers timeout.
+    this.#timer?.refresh();
+    const { req, res } = this;
+    const link = headers.link;
+    // No 1xx to an HTTP/1.0 client (RFC 9110 §15.2).
+    if (statusCode !== 103 || link === undefined || req.httpVersionMinor === 0 || res.headersSent || res.destroyed) return;
+    try {
+      // Only Link: Node writes any other hint key and value unchecked.
+      res.writeEarlyHints({ link });
+    } catch (err) {
+      // Node refuses a Link value that is not a valid link header: the hint is dropped.
+      this.env.logger.debug({ req_id: this.ctx.id, route: this.route.name, err }, 'early hints not relayed');
+    }
+  }
+
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     this.#timer?.refresh();
     if (this.#sink !== null && this.#observeData(controller, chunk)) return;
@@ -371,6 +461,9 @@ class Forward implements Dispatcher.DispatchHandler, ResponseCloseHook {
     if (!this.res.write(chunk) && !controller.paused) {
       controller.pause();
       this.res.once('drain', onResDrain);
+      // The client is the slow side now: the send timeout replaces the idle clock until 'drain'.
+      this.#phase = 'send';
+      this.#arm(this.route.sendMs);
     }
   }
 
@@ -378,17 +471,79 @@ class Forward implements Dispatcher.DispatchHandler, ResponseCloseHook {
     this.done = true;
     this.#disarm();
     if (this.#sink !== null && this.#observeEnd()) return;
+    const { res } = this;
     const first = this.#first;
     if (first === null) {
-      this.res.end();
+      res.end();
+    } else {
+      // The whole body came in this turn. A small one goes as a string: latin1 maps each byte to one
+      // character and back, so the bytes are unchanged, and Node joins a string body to the head it
+      // has not sent yet. A large one stays a Buffer (a string would be one more copy of it).
+      this.#first = null;
+      if (first.length <= JOIN_MAX_BYTES) res.end(first.toString('latin1'), 'latin1');
+      else res.end(first);
+    }
+    // The upstream answered before the whole request body was read (401, 302, 413 …).
+    if (this.#body !== null && !this.req.complete) {
+      this.#discardRequest();
       return;
     }
-    // The whole body came in this turn. A small one goes as a string: latin1 maps each byte to one
-    // character and back, so the bytes are unchanged, and Node joins a string body to the head it
-    // has not sent yet. A large one stays a Buffer (a string would be one more copy of it).
-    this.#first = null;
-    if (first.length <= JOIN_MAX_BYTES) this.res.end(first.toString('latin1'), 'latin1');
-    else this.res.end(first);
+    // The kernel did not take the end of the response (0 in the common case): the send timeout
+    // covers it until the response finishes ('close' disarms it).
+    if (res.writableLength > 0 && !res.destroyed) {
+      this.#phase = 'send';
+      this.#arm(this.route.sendMs);
+    }
+  }
+
+  /**
+   * Read and discard the rest of a request body the upstream answered early, so the client reads
+   * the answer instead of a reset and its keep-alive connection stays usable for the next request
+   * (which Node parses once this body has ended). Bounded by max_body_bytes and DISCARD_BODY_MS
+   * (and by Node's requestTimeout, listen.request_timeout_ms from the request's start); beyond a
+   * bound the connection is closed.
+   */
+  #discardRequest(): void {
+    const req = this.req as IncomingMessage & Tagged;
+    const body = this.#body as BodyLimiter;
+    req.unpipe(body);
+    this.#discarded = body.seen;
+    req[kForward] = this;
+    req.on('data', onDrainData);
+    req.once('end', onDrainEnd);
+    req.resume();
+    this.#phase = 'discard';
+    this.#arm(DISCARD_BODY_MS);
+  }
+
+  /** Bytes of an early-answered request body read and thrown away. */
+  discarded(n: number): void {
+    this.#discarded += n;
+    if (this.#discarded > this.route.maxBodyBytes) this.#stopDiscard('the rest of the request body passed max_body_bytes');
+  }
+
+  /** The early-answered request body has ended: the connection can carry the next request. */
+  discardEnded(): void {
+    if (this.#phase !== 'discard') return;
+    this.#phase = 'body';
+    this.#disarm();
+    this.req.off('data', onDrainData);
+  }
+
+  #stopDiscard(reason: string): void {
+    if (this.#phase !== 'discard') return;
+    this.#phase = 'body';
+    this.#disarm();
+    const { req, ctx, route } = this;
+    req.off('data', onDrainData);
+    req.off('end', onDrainEnd);
+    // A client that left meanwhile needs no word.
+    if (req.socket.destroyed) return;
+    this.env.logger.info(
+      { req_id: ctx.id, route: route.name, reason, limit: route.maxBodyBytes, limit_ms: DISCARD_BODY_MS },
+      'request body answered early and not discarded to its end: connection closed',
+    );
+    req.socket.destroy();
   }
 
   onResponseError(_controller: Dispatcher.DispatchController | null, err: Error): void {
@@ -404,7 +559,9 @@ class Forward implements Dispatcher.DispatchHandler, ResponseCloseHook {
       if (!req.complete) req.resume();
     }
     if (err instanceof ClientGoneError || this.#gone) {
-      this.env.logger.debug({ req_id: ctx.id, route: route.name }, 'client closed before the upstream response ended');
+      // A send timeout was logged when it fired.
+      if (!(err instanceof SendTimeoutError))
+        this.env.logger.debug({ req_id: ctx.id, route: route.name }, 'client closed before the upstream response ended');
       if (!res.destroyed) res.destroy();
       return;
     }

@@ -45,6 +45,8 @@ export interface ProxyDeps {
   readonly egress?: (profile: string) => RouteEgress | undefined;
   /** Gives each route its response observer, once per route table (e.g. the WeCom error scan); none by default. */
   readonly observer?: ObserverFactory;
+  /** listen.send_timeout_ms: what routes without timeouts.send_ms use (default 60 s). */
+  readonly sendTimeoutMs?: number;
 }
 
 /** A matched route: its name (metrics label), its config, and the precomputed forwarding data. */
@@ -78,7 +80,7 @@ function poolKey(r: CompiledRoute): string {
  */
 export function createProxy(deps: ProxyDeps): Proxy {
   const { logger, metrics } = deps;
-  const table = buildRouteTable(deps.routes);
+  const table = buildRouteTable(deps.routes, deps.sendTimeoutMs === undefined ? undefined : { sendMs: deps.sendTimeoutMs });
   const pools = new Map<string, Pool>();
   const poolOf = new Map<CompiledRoute, Pool>();
   // WebSocket agents of routes with `egress:` (the others let http-proxy-3 connect directly).

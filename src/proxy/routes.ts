@@ -45,12 +45,23 @@ export interface CompiledRoute {
   readonly connectMs: number;
   readonly responseMs: number;
   readonly idleMs: number;
+  /** The client must read some of a held-back response within this time (timeouts.send_ms, else listen.send_timeout_ms). */
+  readonly sendMs: number;
   readonly insecureSkipVerify: boolean;
   readonly rewriteLocation: boolean;
   readonly rewriteCookies: boolean;
   /** Looks at this route's responses (ProxyDeps.observer, attached by createProxy); null: none. */
   observer: ResponseObserver | null;
 }
+
+/** Listener-level settings a route falls back on. */
+export interface RouteDefaults {
+  /** listen.send_timeout_ms. */
+  readonly sendMs: number;
+}
+
+/** nginx's send_timeout default, also the schema default of listen.send_timeout_ms. */
+export const DEFAULT_SEND_MS = 60_000;
 
 /** Route name used in logs and metric labels when the config has none. */
 export function defaultRouteName(config: Pick<RouteConfig, 'host' | 'path'>): string {
@@ -59,7 +70,7 @@ export function defaultRouteName(config: Pick<RouteConfig, 'host' | 'path'>): st
 }
 
 /** Compile one route; throws an Error naming the route when it cannot be used (bad upstream, unreadable CA file). */
-export function compileRoute(config: RouteConfig, index: number, name: string): CompiledRoute {
+export function compileRoute(config: RouteConfig, index: number, name: string, defaults?: RouteDefaults): CompiledRoute {
   const where = `route ${JSON.stringify(name)}`;
   const parsed = parseUpstream(config.upstream);
   // The reason only, not the URL: it can carry a secret the config check would have redacted.
@@ -111,6 +122,7 @@ export function compileRoute(config: RouteConfig, index: number, name: string): 
     connectMs: config.timeouts?.connect_ms ?? 5_000,
     responseMs: config.timeouts?.response_ms ?? 60_000,
     idleMs: config.timeouts?.idle_ms ?? 60_000,
+    sendMs: config.timeouts?.send_ms ?? defaults?.sendMs ?? DEFAULT_SEND_MS,
     insecureSkipVerify: config.tls?.insecure_skip_verify === true,
     rewriteLocation: config.rewrite?.location !== false,
     rewriteCookies: config.rewrite?.cookies !== false,
@@ -238,13 +250,13 @@ export class RouteTable {
 }
 
 /** Compile every route (names defaulted and made unique) into a table; throws on the first unusable route. */
-export function buildRouteTable(configs: readonly RouteConfig[]): RouteTable {
+export function buildRouteTable(configs: readonly RouteConfig[], defaults?: RouteDefaults): RouteTable {
   const seen = new Set<string>();
   const compiled = configs.map((config, i) => {
     let name = config.name ?? defaultRouteName(config);
     if (config.name === undefined && seen.has(name)) name = `${name.slice(0, 60)}_${i}`;
     seen.add(name);
-    return compileRoute(config, i, name);
+    return compileRoute(config, i, name, defaults);
   });
   return new RouteTable(compiled);
 }

@@ -10,6 +10,7 @@ import type { SecureContextOptions } from 'node:tls';
 import { parseListenAddress } from '../core/addresses.ts';
 import type { LiveList } from '../core/live-list.ts';
 import { createServer as createHttpServer } from '../core/node-http.ts';
+import type { ConnectionLimiter } from './connection-limit.ts';
 import type { Pipeline } from './pipeline.ts';
 import type { CertStore } from './tls.ts';
 
@@ -27,6 +28,8 @@ export interface PublicServerOptions {
   readonly sockets: LiveList<Socket>;
   /** The HTTPS listener's certificate selection (delegating, so a reload can swap the store). */
   readonly tls?: { readonly defaultOptions: SecureContextOptions; readonly SNICallback: CertStore['SNICallback'] };
+  /** listen.max_connections(_per_ip), shared by the public listeners. */
+  readonly limiter?: ConnectionLimiter;
 }
 
 /** Node checks header/request timeouts only every `connectionsCheckingInterval` (30 s by default): check often enough. */
@@ -78,6 +81,9 @@ export function createPublicServer(opts: PublicServerOptions): Server {
     const node = sockets.add(socket);
     socket.once('close', () => sockets.delete(node));
   });
+  const limiter = opts.limiter;
+  // TLS connections count once the handshake is done: that socket is the one requests arrive on.
+  if (limiter !== undefined) server.on(secure ? 'secureConnection' : 'connection', (socket: Socket) => limiter.admit(socket));
   server.on('request', pipeline.request(secure));
   server.on('checkContinue', pipeline.checkContinue(secure));
   server.on('upgrade', pipeline.upgrade(secure));

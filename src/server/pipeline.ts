@@ -17,6 +17,7 @@ import { ServerResponse, STATUS_CODES } from '../core/node-http.ts';
 import { type Metrics, statusClass } from '../metrics/metrics.ts';
 import type { Proxy as RouteProxy } from '../proxy/index.ts';
 import type { VerifyFiles } from '../verify-files/index.ts';
+import { clientIp, kOverLimit } from './connection-limit.ts';
 import { checkHost } from './host.ts';
 
 /** One configuration generation. A request keeps the generation it started with, even across a reload. */
@@ -62,7 +63,7 @@ export interface Pipeline {
 type Ctx = RequestContext & { method: string };
 
 const kCtx = Symbol('wegate.ctx');
-type TrackedSocket = Duplex & { [kCtx]?: Ctx | undefined; bytesWritten?: number; remoteAddress?: string };
+type TrackedSocket = Duplex & { [kCtx]?: Ctx | undefined; [kOverLimit]?: true; bytesWritten?: number; remoteAddress?: string };
 const kTrack = Symbol('wegate.track');
 /** What the shared 'close' listener needs of a request. */
 interface Track {
@@ -73,12 +74,6 @@ interface Track {
   readonly bytesBefore: number;
 }
 type TrackedResponse = { [kTrack]?: Track | undefined };
-
-/** The peer address, never a header. IPv4 clients of a dual-stack listener appear as "::ffff:a.b.c.d". */
-function clientIp(address: string | undefined): string {
-  if (address === undefined) return '';
-  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
-}
 
 /**
  * Only WebSocket handshakes (GET with `Upgrade: websocket`) are upgraded. Any other Upgrade (`h2c`
@@ -210,6 +205,12 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     res.on('close', onResponseClose);
     if (deps.closing()) res.setHeader('connection', 'close');
 
+    // A connection over listen.max_connections(_per_ip): one clear answer, then it closes.
+    if (socket[kOverLimit] === true) {
+      res.shouldKeepAlive = false;
+      return reject(req, res, ctx, 'WG_TOO_MANY_CONNECTIONS');
+    }
+
     if (ctx.errorCode !== undefined) {
       // A traversal or encoding trick aimed at a verification file is just a missing file (404).
       if (ctx.errorCode === 'WG_BAD_PATH' && site.verifyFiles?.aimsAt(req.url ?? '')) ctx.errorCode = 'WG_NOT_FOUND';
@@ -339,6 +340,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       if (code !== 'WG_NOT_FOUND') metrics.rejectedRequests.inc({ code });
       sendError(req, res, ctx, code);
     };
+    if ((socket as TrackedSocket)[kOverLimit] === true) return answer('WG_TOO_MANY_CONNECTIONS');
     if (ctx.errorCode !== undefined) return answer(ctx.errorCode);
     if (deps.closing()) return answer('WG_SHUTTING_DOWN');
     if (!secure && site.redirectHttp) {

@@ -114,6 +114,9 @@ t.test('loadConfigText: fills every default when keys are left out or empty', as
     header_timeout_ms: 10_000,
     request_timeout_ms: 300_000,
     keep_alive_timeout_ms: 5_000,
+    send_timeout_ms: 60_000,
+    max_connections: 0,
+    max_connections_per_ip: 0,
   });
   t.same(config.admin, { listen: '127.0.0.1:9464' });
   t.same(config.log, { level: 'info', access_log: true });
