@@ -9,10 +9,28 @@ import { createLogger } from '../../src/core/logger.ts';
 import { createStore } from '../../src/store/index.ts';
 
 const [dir, countArg, concurrencyArg, tag] = process.argv.slice(2);
+
+/**
+ * A line on stdout, synchronously: a pipe on a loaded machine fills up (the parent reads slowly), and
+ * writeSync then throws EAGAIN on the non-blocking pipe: wait a millisecond and write the rest.
+ */
+const pause = new Int32Array(new SharedArrayBuffer(4));
+function printLine(line: string): void {
+  const bytes = Buffer.from(line);
+  let off = 0;
+  while (off < bytes.length) {
+    try {
+      off += writeSync(1, bytes, off);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e;
+      Atomics.wait(pause, 0, 0, 1);
+    }
+  }
+}
 const count = Number(countArg);
 const concurrency = Number(concurrencyArg);
 const store = await createStore({ config: { dir: dir as string }, logger: createLogger({ level: 'silent' }), clock: Date.now });
-writeSync(1, 'ready\n');
+printLine('ready\n');
 let next = 0;
 async function worker(): Promise<void> {
   while (next < count) {
@@ -22,9 +40,9 @@ async function worker(): Promise<void> {
       eventType: 'text',
       payload: JSON.stringify({ key, pad: 'x'.repeat(400) }),
     });
-    if (!r.duplicate) writeSync(1, `${r.id} ${key}\n`);
+    if (!r.duplicate) printLine(`${r.id} ${key}\n`);
   }
 }
 await Promise.all(Array.from({ length: concurrency }, worker));
 await store.close();
-writeSync(1, 'done\n');
+printLine('done\n');
