@@ -13,12 +13,14 @@ import { createIncidents, type Incidents } from './diagnostics/index.ts';
 import { createMetrics, type Metrics } from './metrics/metrics.ts';
 import { createProxy } from './proxy/index.ts';
 import { createAdminServer } from './server/admin.ts';
+import { createGatewayPaths } from './server/gateway-paths.ts';
 import { applyTimeouts, createPublicServer, type ListenerTimeouts, listenOn } from './server/listeners.ts';
 import { createPipeline, type Site } from './server/pipeline.ts';
 import { type CertStore, createCertStore } from './server/tls.ts';
 import { createVerifyFiles } from './verify-files/index.ts';
 import { createDirectWecomEgress } from './wecom/api/direct-egress.ts';
 import { createWecomApi, type WecomApi, type WecomEgress } from './wecom/api/index.ts';
+import { createRelay, createRelayLimiter, createRelayTunnel, type RelayClients, type RelayTunnel } from './wecom/relay/index.ts';
 
 export interface GatewayDeps {
   readonly logger: Logger;
@@ -40,6 +42,8 @@ export interface ListenAddresses {
   http?: AddressInfo;
   https?: AddressInfo;
   admin: AddressInfo;
+  /** The relay's CONNECT tunnel listener (relay.connect_listen). */
+  relayConnect?: AddressInfo;
 }
 
 export interface Gateway {
@@ -83,6 +87,9 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
     await wecomDirect?.close();
     throw e;
   }
+  // Relay state that outlives a generation: the rate-limit buckets and the CONNECT listener.
+  const relayLimiter = createRelayLimiter();
+  let relayTunnel: RelayTunnel | undefined;
 
   const httpsServers = new Set<Server>();
   const makeCertStore = (c: Config): Promise<CertStore> | undefined => {
@@ -101,7 +108,13 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
     });
   };
 
-  const buildSite = async (c: Config): Promise<Site> => {
+  const buildSite = async (c: Config): Promise<Site & { relayClients: RelayClients | undefined }> => {
+    if (c.relay && (!wecom || !initial.wecom))
+      throw new Error('relay is configured but the wecom section is missing (it needs the WeCom API client)');
+    const relay =
+      c.relay && wecom && initial.wecom
+        ? createRelay({ config: c.relay, wecom, wecomConfig: initial.wecom, limiter: relayLimiter, logger, metrics, incidents })
+        : undefined;
     const proxy = createProxy({ routes: c.routes, logger, metrics });
     let verifyFiles: Site['verifyFiles'];
     try {
@@ -122,6 +135,8 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
     return {
       proxy,
       verifyFiles,
+      gateway: createGatewayPaths(c.gateway.prefix, { relay: relay?.handle }),
+      relayClients: relay?.clients,
       redirectHttp: c.listen.redirect_http,
       publicHttpsPort: c.listen.public_https_port,
       accessLog: c.log.access_log,
@@ -131,11 +146,24 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
 
   if (config.listen.https && !config.tls) throw new Error('listen.https is set but tls.certs is missing');
   let certStore = await makeCertStore(config);
-  let site: Site;
+  let site: Awaited<ReturnType<typeof buildSite>>;
   try {
     site = await buildSite(config);
+    if (config.relay?.connect_listen !== undefined && wecom && initial.wecom) {
+      relayTunnel = createRelayTunnel({
+        clients: () => site.relayClients,
+        apiBase: initial.wecom.api_base,
+        egress: wecom.egress,
+        connectTimeoutMs: initial.wecom.timeouts.connect_ms,
+        idleMs: config.relay.connect_idle_ms,
+        headerTimeoutMs: config.listen.header_timeout_ms,
+        logger,
+        metrics,
+      });
+    }
   } catch (e) {
     certStore?.close();
+    await wecomDirect?.close();
     throw e;
   }
 
@@ -205,9 +233,12 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
         beforeScrape: () => certStore?.refreshExpiry(),
       });
       out.admin = await listenOn(adminServer, config.admin.listen, 'the admin listener');
+      if (relayTunnel && config.relay?.connect_listen !== undefined) {
+        out.relayConnect = await listenOn(relayTunnel.server, config.relay.connect_listen, 'the relay CONNECT listener');
+      }
       return out as ListenAddresses;
     } catch (e) {
-      await Promise.all([httpServer, httpsServer, adminServer].filter((s) => s !== undefined).map(closeServer));
+      await Promise.all([httpServer, httpsServer, adminServer, relayTunnel?.server].filter((s) => s !== undefined).map(closeServer));
       httpServer = httpsServer = adminServer = undefined;
       httpsServers.clear();
       listening = false;
@@ -219,7 +250,7 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
   const reloadNow = async (next: Config) => {
     if (closing) throw new Error('gateway is shutting down');
     let nextCerts: CertStore | undefined;
-    let nextSite: Site;
+    let nextSite: Awaited<ReturnType<typeof buildSite>>;
     const tlsChanged = JSON.stringify(next.tls?.certs) !== JSON.stringify(config.tls?.certs) || next.tls?.watch !== config.tls?.watch;
     try {
       if (next.listen.https && !next.tls && !certStore) throw new Error('listen.https is set but tls.certs is missing');
@@ -300,6 +331,7 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
     await Promise.allSettled([site, ...retired].map((s) => s.proxy.close()));
     retired.clear();
     certStore?.close();
+    await relayTunnel?.close();
     await wecom?.close();
     await wecomDirect?.close();
     if (adminServer) await closeServer(adminServer);

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { parseTarget } from '../core/http.ts';
 import { type Config, ConfigSchema } from './schema.ts';
+import { checkRelay } from './relay-check.ts';
 import { checkWecom } from './wecom-check.ts';
 import {
   type CheckContext,
@@ -119,6 +120,7 @@ function checkConfig(data: unknown, ctx: CheckContext): void {
   checkRoutes(data, ctx);
   normaliseHosts(data, ctx);
   checkWecom(data, ctx);
+  checkRelay(data, ctx);
 }
 
 function checkListeners(data: Obj, ctx: CheckContext): void {

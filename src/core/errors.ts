@@ -44,6 +44,25 @@ export const ERRORS = {
   },
   WG_WECOM_NOT_READY: { status: 503, en: 'The WeCom app is not authorised yet', zh: '企业微信应用尚未完成授权' },
   WG_WECOM_ERROR: { status: 502, en: 'WeCom answered with an error', zh: '企业微信接口返回错误' },
+  WG_RELAY_UNAUTHORIZED: { status: 401, en: 'A valid relay token is required', zh: '需要有效的中继令牌' },
+  WG_RELAY_FORBIDDEN_API: {
+    status: 403,
+    en: 'This WeCom API is not allowed for this relay client',
+    zh: '此中继客户端无权调用该企业微信接口',
+  },
+  WG_RELAY_FORBIDDEN_SOURCE: {
+    status: 403,
+    en: 'This source address is not allowed for this relay client',
+    zh: '此来源地址不允许使用该中继客户端',
+  },
+  WG_RELAY_RATE_LIMITED: { status: 429, en: 'Too many relay requests, slow down', zh: '中继请求过于频繁，请稍后重试' },
+  WG_METHOD_NOT_ALLOWED: { status: 405, en: 'Method not allowed here', zh: '此处不允许该请求方法' },
+  WG_PROXY_AUTH_REQUIRED: { status: 407, en: 'Proxy authentication required', zh: '需要代理认证' },
+  WG_TUNNEL_FORBIDDEN_TARGET: {
+    status: 403,
+    en: 'Only the WeCom API host can be reached through this tunnel',
+    zh: '此隧道只能连接企业微信接口域名',
+  },
   WG_SHUTTING_DOWN: { status: 503, en: 'The gateway is restarting, please retry', zh: '网关正在重启，请稍后重试' },
   WG_INTERNAL: { status: 500, en: 'Internal gateway error', zh: '网关内部错误' },
 } as const satisfies Record<string, ErrorSpec>;

@@ -31,6 +31,11 @@ export interface Metrics {
   readonly wecomTokenRefreshes: Counter<'app' | 'result'>;
   /** Diagnosed WeCom incidents (60020 …), each occurrence, by app and cause. */
   readonly wecomIncidents: Counter<'app' | 'cause'>;
+  /** API relay requests by client name ("-" before authentication) and result (a fixed set, see src/wecom/relay/). */
+  readonly relayRequests: Counter<'client' | 'result'>;
+  /** CONNECT tunnel attempts by client name ("-" before authentication) and result. */
+  readonly relayTunnels: Counter<'client' | 'result'>;
+  readonly relayTunnelsOpen: Gauge;
 }
 
 export interface MetricsOptions {
@@ -123,6 +128,23 @@ export function createMetrics({ registry, processMetrics = true }: MetricsOption
       name: 'wegate_wecom_incidents_total',
       help: 'Diagnosed WeCom incidents (60020 and friends), each occurrence, by app and cause.',
       labelNames: ['app', 'cause'],
+      registers,
+    }),
+    relayRequests: new Counter({
+      name: 'wegate_relay_requests_total',
+      help: 'API relay requests, by client ("-" before authentication) and result (ok, wecom_error, ip_refused, token_error, upstream_error, unauthorized, forbidden_api, forbidden_source, rate_limited, too_large, bad_request).',
+      labelNames: ['client', 'result'],
+      registers,
+    }),
+    relayTunnels: new Counter({
+      name: 'wegate_relay_tunnels_total',
+      help: 'CONNECT tunnel attempts, by client ("-" before authentication) and result (opened, unauthorized, forbidden_source, forbidden_target, bad_method, connect_failed).',
+      labelNames: ['client', 'result'],
+      registers,
+    }),
+    relayTunnelsOpen: new Gauge({
+      name: 'wegate_relay_tunnels_open',
+      help: 'CONNECT tunnels currently open.',
       registers,
     }),
   };
