@@ -8,8 +8,10 @@
  * other contender frozen (SIGSTOP) meanwhile so the measured proxy really is alone on its core. For the proxy we
  * read its own user+sys CPU from /proc before/after (→ µs CPU per request) and its peak RSS (VmHWM)
  * after all runs. Prints a table, then one JSON line.
+ * The API relay case (test/bench/relay.ts): wegate's relay in front of the fake WeCom vs the fake
+ * direct, at 64 connections, and the relay's CPU per request ÷ the plain proxy route's (small c64).
  * Options: --duration S, --warmup S, --rounds N, --only a,b, --no-access-log,
- * --upstream raw|http|nginx, --no-pin, --keep (keep the temp dir with configs and logs).
+ * --upstream raw|http|nginx, --no-pin, --no-relay, --keep (keep the temp dir with configs and logs).
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -37,6 +39,7 @@ import {
   waitFor,
   which,
 } from './proc.ts';
+import { checkRelay, directUrl, RELAY_HEADERS, RELAY_PATH, relayConfigLines, startFakeWecom } from './relay.ts';
 import { LARGE_BODY, SMALL_BODY } from './upstream.ts';
 import { runWrk, type WrkResult, writeWrkScript } from './wrk.ts';
 
@@ -54,7 +57,14 @@ const CASES = [
 ] as const;
 type CaseKey = (typeof CASES)[number]['key'];
 const BODY: Record<'small' | 'large', Buffer> = { small: SMALL_BODY, large: LARGE_BODY };
-const TARGETS = { small_c64_vs_nginx_min: 0.33, cpu_per_req_vs_nginx_max: 3.5, p99_c1_added_ms_max: 1, rss_mb_max: 150 };
+const TARGETS = {
+  small_c64_vs_nginx_min: 0.33,
+  cpu_per_req_vs_nginx_max: 3.5,
+  p99_c1_added_ms_max: 1,
+  rss_mb_max: 150,
+  relay_cpu_vs_proxy_max: 1.5,
+};
+const RELAY_CONNS = 64;
 
 interface CaseResult {
   rps: number;
@@ -113,6 +123,7 @@ const { values: args } = parseArgs({
     'no-access-log': { type: 'boolean', default: false },
     upstream: { type: 'string', default: 'raw' },
     'no-pin': { type: 'boolean', default: false },
+    'no-relay': { type: 'boolean', default: false },
     keep: { type: 'boolean', default: false },
   },
 });
@@ -235,6 +246,14 @@ async function main(): Promise<number> {
   await waitFor(upstream, 'listening', 10_000, () => canConnect(upPort));
   const upstreamUrl = `http://127.0.0.1:${upPort}`;
   await checkResponses(upstreamUrl);
+  // The fake WeCom for the relay case, on the load core like the upstream.
+  let fake: { proc: Started; url: string } | null = null;
+  if (!args['no-relay'] && ONLY.has('wegate')) {
+    const fakePort = await freePort();
+    const proc = startFakeWecom(NODE, fakePort, pin.load, path.join(tmp, 'fake-wecom.err'));
+    await waitFor(proc, 'listening', 10_000, () => canConnect(fakePort));
+    fake = { proc, url: `https://127.0.0.1:${fakePort}` };
+  }
 
   const results: ContenderResult[] = CONTENDERS.map((name) => ({ name, status: 'ok', cases: {}, rss_mb: null, notes: [], problems: [] }));
   const active: Active[] = [];
@@ -249,7 +268,7 @@ async function main(): Promise<number> {
     } else {
       try {
         log(`${r.name}: starting`);
-        const running = await startContender(r.name, { tmp, upPort, upstreamUrl, pin, nginxBin });
+        const running = await startContender(r.name, { tmp, upPort, upstreamUrl, pin, nginxBin, fakeUrl: fake?.url ?? null });
         r.notes.push(...running.notes);
         active.push({ r, running, sent: 0, rounds: new Map() });
         await checkResponses(running.url);
@@ -298,6 +317,8 @@ async function main(): Promise<number> {
     }
   }
 
+  const relay = fake ? await relayPhase(active, fake, { script, pin, tmp }) : null;
+
   for (const a of active) if (a.running.proc) resume(a.running.proc);
   for (const a of active) {
     if (a.r.status !== 'ok') continue;
@@ -325,8 +346,9 @@ async function main(): Promise<number> {
     if (a.running.proc) await stop(a.running.proc);
   }
   await stop(upstream);
+  if (fake) await stop(fake.proc);
 
-  report(header, results, upstreamKind, idle);
+  report(header, results, upstreamKind, idle, relay);
   const wegate = results.find((r) => r.name === 'wegate');
   return wegate && wegate.status === 'failed' ? 1 : 0;
 }
@@ -459,6 +481,66 @@ interface StartContext {
   upstreamUrl: string;
   pin: { proxy: number | undefined; load: number | undefined };
   nginxBin: string | null;
+  /** The fake WeCom of the relay case (wegate's config gains the relay), or null. */
+  fakeUrl: string | null;
+}
+
+/** The relay case: wegate's API relay and the fake WeCom direct, each combined over its rounds. */
+interface RelayResult {
+  relay: CaseResult | null;
+  direct: CaseResult | null;
+  problems: string[];
+}
+
+/**
+ * wrk at 64 connections through wegate's relay, then straight to the fake WeCom, interleaved per
+ * round; wegate alone on its core (every other contender frozen), nothing on it for the direct runs.
+ */
+async function relayPhase(
+  active: Active[],
+  fake: { proc: Started; url: string },
+  o: { script: string; pin: { proxy: number | undefined; load: number | undefined }; tmp: string },
+): Promise<RelayResult> {
+  const out: RelayResult = { relay: null, direct: null, problems: [] };
+  const w = active.find((a) => a.r.name === 'wegate' && a.r.status === 'ok');
+  if (!w?.running.proc) {
+    out.problems.push('wegate is not running: no relay case');
+    return out;
+  }
+  const relayUrl = `${w.running.url}${RELAY_PATH}`;
+  const lists: { relay: CaseResult[]; direct: CaseResult[] } = { relay: [], direct: [] };
+  try {
+    const direct = await directUrl(fake.url);
+    const bodyLen = await checkRelay(relayUrl, direct);
+    const logFile = path.join(o.tmp, 'wrk.log');
+    for (let round = 0; round < ROUNDS; round++) {
+      const order = round % 2 === 0 ? (['relay', 'direct'] as const) : (['direct', 'relay'] as const);
+      for (const which of order) {
+        for (const a of active) if (a.running.proc) pause(a.running.proc);
+        if (which === 'relay') resume(w.running.proc);
+        const url = which === 'relay' ? relayUrl : direct;
+        const headers = which === 'relay' ? RELAY_HEADERS : [];
+        if (WARMUP > 0)
+          await runWrk({ url, connections: RELAY_CONNS, seconds: WARMUP, script: o.script, core: o.pin.load, logFile, headers });
+        // The fake WeCom is the "upstream" whose CPU is reported; wegate's CPU is measured for the relay runs only.
+        const res = await measure(which === 'relay' ? w.running.proc : null, fake.proc, url, RELAY_CONNS, bodyLen, { ...o, headers });
+        lists[which].push(res);
+        w.sent += which === 'relay' ? res.requests : 0;
+        log(
+          `${which === 'relay' ? 'wegate relay' : 'direct-wecom'} c64 round ${round + 1}/${ROUNDS}: ${fmt(res.rps, 0)} req/s, p50 ${fmt(res.p50_ms, 2)} ms, p99 ${fmt(res.p99_ms, 2)} ms` +
+            (res.cpu_us_per_req === null ? '' : `, ${fmt(res.cpu_us_per_req, 1)} µs CPU/req`) +
+            (res.error_total ? `, ${res.error_total} errors` : ''),
+        );
+      }
+    }
+    await checkRelay(relayUrl, direct);
+  } catch (e) {
+    out.problems.push(`relay case failed: ${(e as Error).message}`);
+    log(`relay case FAILED: ${(e as Error).message}`);
+  }
+  out.relay = lists.relay.length ? combine(lists.relay) : null;
+  out.direct = lists.direct.length ? combine(lists.direct) : null;
+  return out;
 }
 
 /** waitFor, but stop the process and add its log tail when it never gets ready. */
@@ -539,6 +621,7 @@ async function startContender(name: ContenderName, ctx: StartContext): Promise<R
       'routes:',
       '  - name: bench',
       `    upstream: "${ctx.upstreamUrl}"`,
+      ...(ctx.fakeUrl ? relayConfigLines(ctx.fakeUrl, dir) : []),
       '',
     ].join('\n'),
   );
@@ -587,14 +670,22 @@ async function measure(
   url: string,
   conns: number,
   bodyLen: number,
-  o: { script: string; pin: { proxy: number | undefined; load: number | undefined }; tmp: string },
+  o: { script: string; pin: { proxy: number | undefined; load: number | undefined }; tmp: string; headers?: readonly string[] },
 ): Promise<CaseResult> {
   const cpu0 = proc ? groupCpuSeconds(proc.pid) : 0;
   const up0 = groupCpuSeconds(upstream.pid);
   const cores0 = cpuTimes();
   const t0 = process.hrtime.bigint();
   const logFile = path.join(o.tmp, 'wrk.log');
-  const w = await runWrk({ url, connections: conns, seconds: DURATION, script: o.script, core: o.pin.load, logFile });
+  const w = await runWrk({
+    url,
+    connections: conns,
+    seconds: DURATION,
+    script: o.script,
+    core: o.pin.load,
+    logFile,
+    ...(o.headers ? { headers: o.headers } : {}),
+  });
   const wall = Number(process.hrtime.bigint() - t0) / 1e9;
   const cores1 = cpuTimes();
   const cpu = proc ? groupCpuSeconds(proc.pid) - cpu0 : 0;
@@ -670,7 +761,7 @@ function ratio(a: number | null | undefined, b: number | null | undefined): numb
   return a === null || a === undefined || b === null || b === undefined || b === 0 ? null : round(a / b);
 }
 
-function report(header: string[], results: ContenderResult[], upstreamKind: UpstreamChoice, idle: number): void {
+function report(header: string[], results: ContenderResult[], upstreamKind: UpstreamChoice, idle: number, relay: RelayResult | null): void {
   const by = (n: ContenderName): ContenderResult | undefined => results.find((r) => r.name === n && r.status === 'ok');
   const lines: string[] = ['', ...header, ''];
   const cols = [
@@ -712,6 +803,26 @@ function report(header: string[], results: ContenderResult[], upstreamKind: Upst
       ]);
     }
   }
+  for (const [name, x] of [
+    ['wegate relay', relay?.relay],
+    ['direct-wecom', relay?.direct],
+  ] as const) {
+    if (!x) continue;
+    rows.push([
+      name,
+      'user/get c64',
+      fmt(x.rps, 0),
+      fmt(x.p50_ms, 2),
+      fmt(x.p99_ms, 2),
+      fmt(x.max_ms, 1),
+      fmt(x.cpu_us_per_req, 1),
+      fmt(x.proxy_cpu_pct, 0),
+      fmt(x.proxy_core_pct, 0),
+      fmt(x.load_core_pct, 0),
+      fmt(x.upstream_cpu_pct, 0),
+      x.problems.length ? `${x.error_total} !` : String(x.error_total),
+    ]);
+  }
   const widths = cols.map((_, i) => Math.max(...rows.filter((r) => r.length === cols.length).map((r) => (r[i] ?? '').length)));
   for (const row of rows) {
     if (row.length !== cols.length) lines.push(row.join('  '));
@@ -725,6 +836,13 @@ function report(header: string[], results: ContenderResult[], upstreamKind: Upst
       for (const p of r.problems) lines.push(`  ! ${r.name}: ${p}`);
     } else if (r.status === 'failed') lines.push(`${r.name}: FAILED\n  ${(r.reason ?? '').split('\n').join('\n  ')}`);
   }
+
+  for (const [name, x] of [
+    ['wegate relay', relay?.relay],
+    ['direct-wecom', relay?.direct],
+  ] as const)
+    for (const p of x?.problems ?? []) lines.push(`  ! ${name}: ${p}`);
+  for (const p of relay?.problems ?? []) lines.push(`  ! relay: ${p}`);
 
   const w = by('wegate');
   const n = by('nginx');
@@ -745,6 +863,19 @@ function report(header: string[], results: ContenderResult[], upstreamKind: Upst
     cpu_per_req_vs_minimal_undici: ratio(cpuW, m?.cases.small_c64?.cpu_us_per_req),
     minimal_undici_vs_nginx_small_c64: ratio(m?.cases.small_c64?.rps, n?.cases.small_c64?.rps),
     nginx_vs_direct_small_c64: ratio(n?.cases.small_c64?.rps, d?.cases.small_c64?.rps),
+    relay_cpu_vs_proxy: ratio(relay?.relay?.cpu_us_per_req, cpuW),
+    relay: relay && {
+      rps_c64: round(relay.relay?.rps, 0),
+      p99_ms: round(relay.relay?.p99_ms),
+      cpu_us_per_req: round(relay.relay?.cpu_us_per_req, 1),
+      direct_rps_c64: round(relay.direct?.rps, 0),
+      direct_p99_ms: round(relay.direct?.p99_ms),
+      vs_direct_c64: ratio(relay.relay?.rps, relay.direct?.rps),
+      p99_added_ms: relay.relay && relay.direct ? round(relay.relay.p99_ms - relay.direct.p99_ms) : null,
+      fake_wecom_cpu_pct: round(relay.relay?.upstream_cpu_pct, 0),
+      errors: (relay.relay?.error_total ?? 0) + (relay.direct?.error_total ?? 0),
+      problems: [...relay.problems, ...(relay.relay?.problems ?? []), ...(relay.direct?.problems ?? [])],
+    },
     targets: {} as Record<string, boolean | null>,
     errors: Object.fromEntries(
       results.map((r) => [r.name, r.status === 'ok' ? CASES.reduce((s, c) => s + (r.cases[c.key]?.error_total ?? 0), 0) : null]),
@@ -806,6 +937,7 @@ function report(header: string[], results: ContenderResult[], upstreamKind: Upst
     json.cpu_per_req_vs_nginx === null ? null : json.cpu_per_req_vs_nginx <= TARGETS.cpu_per_req_vs_nginx_max;
   t['p99_c1_added_ms_le_1'] = json.p99_c1_added_ms_vs_nginx === null ? null : json.p99_c1_added_ms_vs_nginx <= TARGETS.p99_c1_added_ms_max;
   t['rss_mb_lt_150'] = json.rss_mb === null ? null : json.rss_mb < TARGETS.rss_mb_max;
+  t['relay_cpu_vs_proxy_le_1.5'] = json.relay_cpu_vs_proxy === null ? null : json.relay_cpu_vs_proxy <= TARGETS.relay_cpu_vs_proxy_max;
 
   lines.push('');
   const show = (v: number | null, suffix = ''): string => (v === null ? 'n/a' : `${v}${suffix}`);
@@ -820,6 +952,12 @@ function report(header: string[], results: ContenderResult[], upstreamKind: Upst
     `wegate vs direct: small c64 ${show(json.wegate_vs_direct_small_c64, '×')}, large c64 ${show(json.wegate_vs_direct_large_c64, '×')}`,
   );
   lines.push(`minimal-undici vs nginx: small c64 ${show(json.minimal_undici_vs_nginx_small_c64, '×')}`);
+  if (json.relay) {
+    lines.push(
+      `API relay (user/get via the fake WeCom over TLS, c64): ${show(json.relay.rps_c64, ' req/s')} vs direct ${show(json.relay.direct_rps_c64, ' req/s')} (${show(json.relay.vs_direct_c64, '×')}), ` +
+        `p99 added ${show(json.relay.p99_added_ms, ' ms')}, CPU/request ${show(json.relay.cpu_us_per_req, ' µs')} = ${show(json.relay_cpu_vs_proxy, '×')} the proxy route's`,
+    );
+  }
   lines.push(
     `targets: ${Object.entries(t)
       .map(([k, v]) => `${k} ${v === null ? 'n/a' : v ? 'met' : 'MISSED'}`)

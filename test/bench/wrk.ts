@@ -51,12 +51,24 @@ export interface WrkOptions {
   core?: number | undefined;
   /** Where wrk's stdout/stderr go (kept for error messages). */
   logFile: string;
+  /** Extra request headers ("Name: value"), sent with every request (-H). */
+  headers?: readonly string[];
 }
 
 /** Run one wrk load (one thread) and parse its JSON summary. */
 export async function runWrk(o: WrkOptions): Promise<WrkResult> {
   fs.writeFileSync(o.logFile, '');
-  const args = ['-t1', `-c${o.connections}`, `-d${o.seconds}s`, '--timeout', '5s', '-s', o.script, o.url];
+  const args = [
+    '-t1',
+    `-c${o.connections}`,
+    `-d${o.seconds}s`,
+    '--timeout',
+    '5s',
+    '-s',
+    o.script,
+    ...(o.headers ?? []).flatMap((h) => ['-H', h]),
+    o.url,
+  ];
   const p = start('wrk', 'wrk', args, { core: o.core, stdout: o.logFile, stderr: o.logFile });
   const code = await p.exited;
   const out = fs.readFileSync(o.logFile, 'utf8');

@@ -151,8 +151,15 @@ export class FakeWecom {
 
   /** Start on an ephemeral port on every address; closed in t.teardown. */
   static async start(t: Test): Promise<FakeWecom> {
+    const fake = await FakeWecom.listen();
+    t.teardown(() => fake.close());
+    return fake;
+  }
+
+  /** Start on `port` (0 = ephemeral) on every address; the caller closes it (the bench runs it as its own process). */
+  static async listen(port = 0): Promise<FakeWecom> {
     const server = createServer({ key: readFileSync(join(TLS, 'upstream.key')), cert: readFileSync(join(TLS, 'upstream.pem')) });
-    server.listen(0, '::');
+    server.listen(port, '::');
     await once(server, 'listening');
     const fake = new FakeWecom(server, (server.address() as AddressInfo).port);
     server.on('connection', (s: Socket) => {
@@ -160,7 +167,6 @@ export class FakeWecom {
       s.on('close', () => fake.#sockets.delete(s));
     });
     server.on('request', (req: IncomingMessage, res: ServerResponse) => fake.#handle(req, res));
-    t.teardown(() => fake.close());
     return fake;
   }
 

@@ -208,6 +208,37 @@ t.test('relay: WeCom errors other than 60020 pass through unchanged when WeCom a
   t.equal(r.headers['x-wegate-diagnosis'], undefined);
 });
 
+t.test("relay: 502 when WeCom's answer is larger than wecom.max_response_bytes", async (t) => {
+  const { fake, gw } = await relaySetup(t, { wecom: { max_response_bytes: 4096 } });
+  fake.hugeBody('/cgi-bin/user/get', 10 * 1024 * 1024);
+  const r = await send(gw.httpPort, HOST, { path: USER_GET, headers: bearer() });
+  t.equal(r.status, 502);
+  t.equal(JSON.parse(r.body).error, 'WG_WECOM_BAD_RESPONSE');
+  const m = parseExposition(await gw.registry.metrics());
+  t.equal(valueOf(m, 'wegate_wecom_api_calls_total', { api: '/cgi-bin/user/get', errcode: 'too_large' }), 1);
+  t.equal(valueOf(m, 'wegate_relay_requests_total', { client: 'vendor', result: 'upstream_error' }), 1);
+});
+
+t.test('relay: 504 when WeCom does not answer within wecom.timeouts.response_ms', async (t) => {
+  const { fake, gw } = await relaySetup(t, { wecom: { timeouts: { response_ms: 200 } } });
+  fake.hang('/cgi-bin/user/get');
+  const r = await send(gw.httpPort, HOST, { path: USER_GET, headers: bearer() });
+  t.equal(r.status, 504);
+  t.equal(JSON.parse(r.body).error, 'WG_WECOM_TIMEOUT');
+});
+
+t.test('relay: 502 with the credentials error when WeCom rejects the app secret', async (t) => {
+  const { fake, gw } = await relaySetup(t);
+  const app = fake.apps[0];
+  if (app) (app as { secret: string }).secret = 'rotated-in-the-console';
+  const r = await send(gw.httpPort, HOST, { path: USER_GET, headers: bearer() });
+  t.equal(r.status, 502);
+  t.equal(JSON.parse(r.body).error, 'WG_WECOM_CREDENTIALS');
+  t.equal(fake.calls('/cgi-bin/user/get'), 0);
+  const m = parseExposition(await gw.registry.metrics());
+  t.equal(valueOf(m, 'wegate_relay_requests_total', { client: 'vendor', result: 'token_error' }), 1);
+});
+
 t.test('relay: 405 when the method is neither GET nor POST', async (t) => {
   const { fake, gw } = await relaySetup(t);
   const r = await send(gw.httpPort, HOST, { method: 'DELETE', path: USER_GET, headers: bearer() });

@@ -34,6 +34,8 @@ export interface RelaySetupOptions {
   readonly localAddress?: string;
   readonly expectedIp?: string;
   readonly gateway?: Record<string, unknown>;
+  /** Extra keys of the `wecom:` section (timeouts, max_response_bytes …). */
+  readonly wecom?: Record<string, unknown>;
 }
 
 export const VENDOR = {
@@ -62,7 +64,7 @@ export async function relaySetup(t: Test, opts: RelaySetupOptions = {}): Promise
     listen: LOOPBACK,
     admin: ADMIN,
     routes: [{ upstream: upstream.url }],
-    wecom: { api_base: fake.url, corp_id: CORP, apps: [{ name: 'ecard', secret: { env: 'ECARD_SECRET' } }] },
+    wecom: { api_base: fake.url, corp_id: CORP, apps: [{ name: 'ecard', secret: { env: 'ECARD_SECRET' } }], ...opts.wecom },
     relay: { clients: opts.clients ?? [VENDOR], ...opts.relay },
     ...(opts.gateway ? { gateway: opts.gateway } : {}),
   });
