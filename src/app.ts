@@ -281,6 +281,12 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
           'listen address changed: restart wegate to apply it',
         );
       }
+      if (next.relay?.connect_listen !== config.relay?.connect_listen) {
+        logger.warn(
+          { listener: 'relay_connect', running: config.relay?.connect_listen, configured: next.relay?.connect_listen },
+          'listen address changed: restart wegate to apply it',
+        );
+      }
       if (httpsServer && !next.tls) logger.warn('tls removed from the configuration: keeping the certificates in use until restart');
     }
     // Swap: new requests use the new generation from here on; the old one closes when its last exchange ends.

@@ -13,7 +13,15 @@ import { type ApiRelayHandler, createApiRelay } from './api-relay.ts';
 import { createRelayClients, type RelayClients, type RelayLimiter } from './clients.ts';
 
 export { type ApiRelayHandler, stripAccessToken } from './api-relay.ts';
-export { createRelayLimiter, parseCidr, type RelayClient, type RelayClients, type RelayLimiter, TokenBucket } from './clients.ts';
+export {
+  createRelayClients,
+  createRelayLimiter,
+  parseCidr,
+  type RelayClient,
+  type RelayClients,
+  type RelayLimiter,
+  TokenBucket,
+} from './clients.ts';
 export { createRelayTunnel, type RelayTunnel, type RelayTunnelDeps } from './tunnel.ts';
 
 export interface RelayDeps {
