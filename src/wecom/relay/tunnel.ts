@@ -38,6 +38,8 @@ export interface RelayTunnel {
   readonly server: Server;
   /** The authority ("host:port") CONNECT requests must name. */
   readonly target: string;
+  /** Sockets held now (CONNECTs being answered, both ends of open tunnels). */
+  connections(): number;
   /** Stop accepting and cut every open tunnel. */
   close(): Promise<void>;
 }
@@ -74,7 +76,13 @@ export function createRelayTunnel(deps: RelayTunnelDeps): RelayTunnel {
   let seq = 0;
   const nextId = () => `tunnel-${(++seq).toString(36)}`;
 
-  const server = createServer({ requireHostHeader: false, headersTimeout: deps.headerTimeoutMs, requestTimeout: deps.headerTimeoutMs });
+  const server = createServer({
+    requireHostHeader: false,
+    headersTimeout: deps.headerTimeoutMs,
+    requestTimeout: deps.headerTimeoutMs,
+    // Node checks these timeouts only every connectionsCheckingInterval (30 s by default).
+    connectionsCheckingInterval: Math.max(25, Math.min(1000, Math.floor(deps.headerTimeoutMs / 2))),
+  });
   server.on('request', (req, res) => {
     metrics.relayTunnels.inc({ client: '-', result: 'bad_method' });
     sendError(req, res, { id: nextId() }, 'WG_METHOD_NOT_ALLOWED', { allow: 'CONNECT' });
@@ -88,7 +96,9 @@ export function createRelayTunnel(deps: RelayTunnelDeps): RelayTunnel {
 
   server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     socket.on('error', () => socket.destroy());
+    // Tracked from here, refused or not (close() cuts them; a refused one leaves the set when it closes).
     open.add(socket);
+    socket.once('close', () => open.delete(socket));
     const id = nextId();
     const clients = deps.clients();
     const count = (client: RelayClient | undefined, result: string) => metrics.relayTunnels.inc({ client: client?.name ?? '-', result });
@@ -144,15 +154,13 @@ export function createRelayTunnel(deps: RelayTunnelDeps): RelayTunnel {
       if (established && open.delete(upstream)) metrics.relayTunnelsOpen.dec();
       socket.destroy();
     });
-    socket.once('close', () => {
-      open.delete(socket);
-      upstream.destroy();
-    });
+    socket.once('close', () => upstream.destroy());
   });
 
   return {
     server,
     target: target.authority,
+    connections: () => open.size,
     close() {
       for (const s of open) s.destroy();
       return new Promise((resolve) => {

@@ -7,9 +7,13 @@ import { once } from 'node:events';
 import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import t, { type Test } from 'tap';
-import { ProxyAgent, request } from 'undici';
+import { Agent, ProxyAgent, request } from 'undici';
 import { parseExposition, valueOf } from '../../helpers/prom-text.ts';
-import { CA, raw, rawStatus } from '../../helpers/gateway.ts';
+import { CA, captureLogger, raw, rawStatus, waitFor } from '../../helpers/gateway.ts';
+import { createMetrics } from '../../../src/metrics/metrics.ts';
+import { createRelayClients, createRelayLimiter, createRelayTunnel } from '../../../src/wecom/relay/index.ts';
+import { Registry } from 'prom-client';
+import type { AddressInfo } from 'node:net';
 import { basic, CORP, PASSWORD, relaySetup, SECRET, sha256, TOKEN, VENDOR } from './helpers.ts';
 
 const TUNNEL_CLIENT = { ...VENDOR, connect_password_sha256: sha256(PASSWORD) };
@@ -146,4 +150,43 @@ t.test('relay tunnel: passwords appear in no log line or metric when CONNECTs ar
   const text = gw.logs.text() + (await gw.registry.metrics());
   for (const secret of [PASSWORD, Buffer.from(`vendor:${PASSWORD}`).toString('base64')]) t.notOk(text.includes(secret));
   t.ok(text.includes('wegate_relay_tunnels_total'));
+});
+
+t.test('relay tunnel: refused CONNECTs leave no socket behind when they are answered (fixed: they stayed tracked)', async (t) => {
+  const { fake } = await relaySetup(t);
+  const metrics = createMetrics({ registry: new Registry(), processMetrics: false });
+  const clients = createRelayClients(
+    [{ ...TUNNEL_CLIENT, apis: [], source_cidrs: [], rate: { per_second: 1, burst: 1 } }],
+    createRelayLimiter(),
+    metrics.relayRequests,
+  );
+  const tunnel = createRelayTunnel({
+    clients: () => clients,
+    apiBase: fake.url,
+    egress: { name: 'pinned', dispatcher: new Agent(), localAddress: '127.0.0.2', viaProxy: false },
+    connectTimeoutMs: 2000,
+    idleMs: 5000,
+    headerTimeoutMs: 2000,
+    logger: captureLogger().logger,
+    metrics,
+  });
+  t.teardown(() => tunnel.close());
+  await new Promise<void>((resolve) => tunnel.server.listen(0, '127.0.0.1', resolve));
+  const port = (tunnel.server.address() as AddressInfo).port;
+  for (let i = 0; i < 20; i++) {
+    const text = await raw(
+      port,
+      `CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: x\r\nProxy-Authorization: ${basic('vendor', i % 2 ? PASSWORD : 'wrong')}\r\n\r\n`,
+    );
+    t.equal(rawStatus(text), i % 2 ? 403 : 407);
+  }
+  t.equal(await waitFor(() => tunnel.connections() === 0), true, 'every refused socket left the set');
+  const open = netConnect(port, '127.0.0.1');
+  t.teardown(() => open.destroy());
+  await once(open, 'connect');
+  open.write(`CONNECT 127.0.0.1:${fake.port} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: ${basic('vendor', PASSWORD)}\r\n\r\n`);
+  await once(open, 'data');
+  t.equal(tunnel.connections(), 2, 'an open tunnel holds its two ends');
+  open.destroy();
+  t.equal(await waitFor(() => tunnel.connections() === 0), true, 'and lets go of both when the client leaves');
 });
