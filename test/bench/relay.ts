@@ -5,7 +5,8 @@
  * token, then the same API on the fake direct with a token (`direct-wecom`). The relay's CPU per request
  * is compared with the plain proxy route's (wegate small c64) measured in the same run.
  *
- * `node test/bench/relay.ts fake PORT` is the fake's process.
+ * `node test/bench/relay.ts fake PORT [https|http]` is the fake's process (`--relay-wecom http` runs it
+ * without TLS, to show how much of the relay's CPU is the TLS leg to WeCom).
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -49,9 +50,9 @@ export function relayConfigLines(fakeUrl: string, dir: string): string[] {
   ];
 }
 
-/** Start the fake WeCom as its own process (pinned to `core`). */
-export function startFakeWecom(node: string, port: number, core: number | undefined, stderr: string): Started {
-  return start('fake-wecom', node, [fileURLToPath(import.meta.url), 'fake', String(port)], { core, stderr });
+/** Start the fake WeCom as its own process (pinned to `core`); `tls` false only to see what TLS costs the relay. */
+export function startFakeWecom(node: string, port: number, core: number | undefined, stderr: string, tls = true): Started {
+  return start('fake-wecom', node, [fileURLToPath(import.meta.url), 'fake', String(port), tls ? 'https' : 'http'], { core, stderr });
 }
 
 const tlsAgent = () => new Agent({ connect: { ca: fs.readFileSync(CA_FILE) } });
@@ -86,7 +87,7 @@ export async function checkRelay(relayUrl: string, direct: string): Promise<numb
 }
 
 if (process.argv[2] === 'fake') {
-  const fake = await FakeWecom.listen(Number(process.argv[3]));
+  const fake = await FakeWecom.listen(Number(process.argv[3]), { tls: process.argv[4] !== 'http' });
   fake.addApp({ name: 'ecard', corpId: CORP, secret: SECRET });
   // The same answer every time (the default user/get echoes the userid); no growing request log.
   setInterval(() => {

@@ -11,7 +11,8 @@
  * The API relay case (test/bench/relay.ts): wegate's relay in front of the fake WeCom vs the fake
  * direct, at 64 connections, and the relay's CPU per request ÷ the plain proxy route's (small c64).
  * Options: --duration S, --warmup S, --rounds N, --only a,b, --no-access-log,
- * --upstream raw|http|nginx, --no-pin, --no-relay, --keep (keep the temp dir with configs and logs).
+ * --upstream raw|http|nginx, --no-pin, --no-relay, --relay-wecom https|http (the fake WeCom without TLS:
+ * what the TLS leg costs), --keep (keep the temp dir with configs and logs).
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -124,6 +125,7 @@ const { values: args } = parseArgs({
     upstream: { type: 'string', default: 'raw' },
     'no-pin': { type: 'boolean', default: false },
     'no-relay': { type: 'boolean', default: false },
+    'relay-wecom': { type: 'string', default: 'https' },
     keep: { type: 'boolean', default: false },
   },
 });
@@ -250,9 +252,10 @@ async function main(): Promise<number> {
   let fake: { proc: Started; url: string } | null = null;
   if (!args['no-relay'] && ONLY.has('wegate')) {
     const fakePort = await freePort();
-    const proc = startFakeWecom(NODE, fakePort, pin.load, path.join(tmp, 'fake-wecom.err'));
+    const tls = args['relay-wecom'] !== 'http';
+    const proc = startFakeWecom(NODE, fakePort, pin.load, path.join(tmp, 'fake-wecom.err'), tls);
     await waitFor(proc, 'listening', 10_000, () => canConnect(fakePort));
-    fake = { proc, url: `https://127.0.0.1:${fakePort}` };
+    fake = { proc, url: `${tls ? 'https' : 'http'}://127.0.0.1:${fakePort}` };
   }
 
   const results: ContenderResult[] = CONTENDERS.map((name) => ({ name, status: 'ok', cases: {}, rss_mb: null, notes: [], problems: [] }));
@@ -865,6 +868,7 @@ function report(header: string[], results: ContenderResult[], upstreamKind: Upst
     nginx_vs_direct_small_c64: ratio(n?.cases.small_c64?.rps, d?.cases.small_c64?.rps),
     relay_cpu_vs_proxy: ratio(relay?.relay?.cpu_us_per_req, cpuW),
     relay: relay && {
+      wecom_tls: args['relay-wecom'] !== 'http',
       rps_c64: round(relay.relay?.rps, 0),
       p99_ms: round(relay.relay?.p99_ms),
       cpu_us_per_req: round(relay.relay?.cpu_us_per_req, 1),
@@ -954,7 +958,7 @@ function report(header: string[], results: ContenderResult[], upstreamKind: Upst
   lines.push(`minimal-undici vs nginx: small c64 ${show(json.minimal_undici_vs_nginx_small_c64, '×')}`);
   if (json.relay) {
     lines.push(
-      `API relay (user/get via the fake WeCom over TLS, c64): ${show(json.relay.rps_c64, ' req/s')} vs direct ${show(json.relay.direct_rps_c64, ' req/s')} (${show(json.relay.vs_direct_c64, '×')}), ` +
+      `API relay (user/get via the fake WeCom over ${args['relay-wecom'] === 'http' ? 'plain HTTP' : 'TLS'}, c64): ${show(json.relay.rps_c64, ' req/s')} vs direct ${show(json.relay.direct_rps_c64, ' req/s')} (${show(json.relay.vs_direct_c64, '×')}), ` +
         `p99 added ${show(json.relay.p99_added_ms, ' ms')}, CPU/request ${show(json.relay.cpu_us_per_req, ' µs')} = ${show(json.relay_cpu_vs_proxy, '×')} the proxy route's`,
     );
   }
