@@ -1,8 +1,8 @@
 /**
  * Checks of the `relay:` and `gateway:` sections a schema cannot express: the relay needs the
  * `wecom:` section, client names are unique, each client can authenticate somehow, a relay client
- * names a configured WeCom app and at least one API, source CIDRs parse, and the reserved prefix is
- * not a dot-segment.
+ * names a configured WeCom app and at least one API, source CIDRs parse, the reserved prefix is not
+ * a dot-segment and no route lies under it.
  */
 import { isIP } from 'node:net';
 import type { CheckContext, Segment } from './validate.ts';
@@ -25,6 +25,15 @@ export function checkRelay(data: Obj, ctx: CheckContext): void {
   if (isObj(gateway) && (gateway['prefix'] === '/./' || gateway['prefix'] === '/../') && !ctx.failed(['gateway', 'prefix'])) {
     ctx.report(['gateway', 'prefix'], `must not be a dot-segment, got ${JSON.stringify(gateway['prefix'])}`);
   }
+  // A route under the reserved prefix would never be reached.
+  const prefix = isObj(gateway) && typeof gateway['prefix'] === 'string' ? gateway['prefix'] : '/.wegate/';
+  const routes = Array.isArray(data['routes']) ? (data['routes'] as unknown[]) : [];
+  routes.forEach((r, i) => {
+    const path = isObj(r) ? r['path'] : undefined;
+    if (typeof path === 'string' && (path.startsWith(prefix) || `${path}/` === prefix) && !ctx.failed(['routes', i, 'path'])) {
+      ctx.report(['routes', i, 'path'], `must not be under gateway.prefix ${JSON.stringify(prefix)} (wegate's own paths, never proxied), got ${JSON.stringify(path)}`);
+    }
+  });
   const relay = data['relay'];
   if (!isObj(relay)) return;
   const wecom = data['wecom'];

@@ -104,3 +104,14 @@ t.test('relay tunnel: start-up fails clearly when the WeCom egress is a forward 
     /relay\.connect_listen: the WeCom egress "squid" is a forward proxy; the CONNECT tunnel does not chain through another proxy/,
   );
 });
+
+t.test('relay config: a route under gateway.prefix is refused when it could never be reached', async (t) => {
+  const r = loadConfigText(
+    `listen:\n  http: ":8080"\nroutes:\n  - upstream: "http://127.0.0.1:1"\n  - path: /.wegate/x\n    upstream: "http://127.0.0.1:2"\n  - path: /.wegate\n    upstream: "http://127.0.0.1:3"\n`,
+    'wegate.yaml',
+  );
+  t.match(r.ok ? [] : r.problems, [
+    { path: 'routes[1].path', line: 5, message: /must not be under gateway\.prefix "\/\.wegate\/"/ },
+    { path: 'routes[2].path', line: 7 },
+  ]);
+});
