@@ -8,8 +8,9 @@
  * other contender frozen (SIGSTOP) meanwhile so the measured proxy really is alone on its core. For the proxy we
  * read its own user+sys CPU from /proc before/after (→ µs CPU per request) and its peak RSS (VmHWM)
  * after all runs. Prints a table, then one JSON line.
- * The API relay case (test/bench/relay.ts): wegate's relay in front of the fake WeCom vs the fake
- * direct, at 64 connections, and the relay's CPU per request ÷ the plain proxy route's (small c64).
+ * The API relay case (test/bench/relay.ts), right after wegate's small c64 run in every round: the
+ * relay in front of the fake WeCom vs the fake direct, at 64 connections, and the relay's CPU per
+ * request ÷ the plain proxy route's (small c64).
  * Options: --duration S, --warmup S, --rounds N, --only a,b, --no-access-log,
  * --upstream raw|http|nginx, --no-pin, --no-relay, --relay-wecom https|http (the fake WeCom without TLS:
  * what the TLS leg costs), --keep (keep the temp dir with configs and logs).
@@ -285,6 +286,7 @@ async function main(): Promise<number> {
     }
   }
 
+  const relayCase = fake ? await createRelayCase(active, fake, { script, pin, tmp }) : null;
   // Every contender stays up (idle ones cost nothing) and the runs are interleaved round by round, so
   // a burst of other work on a shared machine spreads over all contenders instead of hitting one.
   for (const [ci, c] of CASES.entries()) {
@@ -313,6 +315,7 @@ async function main(): Promise<number> {
           );
           const exit = a.running.proc?.exitCode;
           if (exit !== null && exit !== undefined) throw new Error(`${a.r.name} exited (${exit}) during the run`);
+          if (relayCase && a.r.name === 'wegate' && c.key === 'small_c64') await relayCase.round(round);
         } catch (e) {
           await fail(a.r, a, e);
         }
@@ -320,7 +323,7 @@ async function main(): Promise<number> {
     }
   }
 
-  const relay = fake ? await relayPhase(active, fake, { script, pin, tmp }) : null;
+  const relay = relayCase ? await relayCase.result() : null;
 
   for (const a of active) if (a.running.proc) resume(a.running.proc);
   for (const a of active) {
@@ -496,54 +499,85 @@ interface RelayResult {
 }
 
 /**
- * wrk at 64 connections through wegate's relay, then straight to the fake WeCom, interleaved per
- * round; wegate alone on its core (every other contender frozen), nothing on it for the direct runs.
+ * The relay case, measured inside the main loop right after wegate's own small c64 run of each
+ * round (so the relay and the plain proxy route it is compared with see the same machine): wrk at
+ * 64 connections through wegate's relay, then straight to the fake WeCom (order alternating per
+ * round); wegate alone on its core (every other contender frozen), nothing on it for the direct runs.
  */
-async function relayPhase(
+interface RelayCase {
+  round(round: number): Promise<void>;
+  result(): Promise<RelayResult>;
+}
+
+async function createRelayCase(
   active: Active[],
   fake: { proc: Started; url: string },
   o: { script: string; pin: { proxy: number | undefined; load: number | undefined }; tmp: string },
-): Promise<RelayResult> {
-  const out: RelayResult = { relay: null, direct: null, problems: [] };
-  const w = active.find((a) => a.r.name === 'wegate' && a.r.status === 'ok');
-  if (!w?.running.proc) {
-    out.problems.push('wegate is not running: no relay case');
-    return out;
-  }
-  const relayUrl = `${w.running.url}${RELAY_PATH}`;
+): Promise<RelayCase> {
+  const problems: string[] = [];
   const lists: { relay: CaseResult[]; direct: CaseResult[] } = { relay: [], direct: [] };
-  try {
-    const direct = await directUrl(fake.url);
-    const bodyLen = await checkRelay(relayUrl, direct);
-    const logFile = path.join(o.tmp, 'wrk.log');
-    for (let round = 0; round < ROUNDS; round++) {
-      const order = round % 2 === 0 ? (['relay', 'direct'] as const) : (['direct', 'relay'] as const);
-      for (const which of order) {
-        for (const a of active) if (a.running.proc) pause(a.running.proc);
-        if (which === 'relay') resume(w.running.proc);
-        const url = which === 'relay' ? relayUrl : direct;
-        const headers = which === 'relay' ? RELAY_HEADERS : [];
-        if (WARMUP > 0)
-          await runWrk({ url, connections: RELAY_CONNS, seconds: WARMUP, script: o.script, core: o.pin.load, logFile, headers });
-        // The fake WeCom is the "upstream" whose CPU is reported; wegate's CPU is measured for the relay runs only.
-        const res = await measure(which === 'relay' ? w.running.proc : null, fake.proc, url, RELAY_CONNS, bodyLen, { ...o, headers });
-        lists[which].push(res);
-        w.sent += which === 'relay' ? res.requests : 0;
-        log(
-          `${which === 'relay' ? 'wegate relay' : 'direct-wecom'} c64 round ${round + 1}/${ROUNDS}: ${fmt(res.rps, 0)} req/s, p50 ${fmt(res.p50_ms, 2)} ms, p99 ${fmt(res.p99_ms, 2)} ms` +
-            (res.cpu_us_per_req === null ? '' : `, ${fmt(res.cpu_us_per_req, 1)} µs CPU/req`) +
-            (res.error_total ? `, ${res.error_total} errors` : ''),
-        );
-      }
-    }
-    await checkRelay(relayUrl, direct);
-  } catch (e) {
-    out.problems.push(`relay case failed: ${(e as Error).message}`);
+  const w = active.find((a) => a.r.name === 'wegate' && a.r.status === 'ok');
+  let ready: { relayUrl: string; direct: string; bodyLen: number } | null = null;
+  const failed = (e: unknown) => {
+    problems.push(`relay case failed: ${(e as Error).message}`);
     log(`relay case FAILED: ${(e as Error).message}`);
+    ready = null;
+  };
+  if (!w?.running.proc) problems.push('wegate is not running: no relay case');
+  else {
+    try {
+      const relayUrl = `${w.running.url}${RELAY_PATH}`;
+      const direct = await directUrl(fake.url);
+      ready = { relayUrl, direct, bodyLen: await checkRelay(relayUrl, direct) };
+    } catch (e) {
+      failed(e);
+    }
   }
-  out.relay = lists.relay.length ? combine(lists.relay) : null;
-  out.direct = lists.direct.length ? combine(lists.direct) : null;
-  return out;
+  const logFile = path.join(o.tmp, 'wrk.log');
+  return {
+    async round(round) {
+      if (!ready || !w?.running.proc || w.r.status !== 'ok') return;
+      const order = round % 2 === 0 ? (['relay', 'direct'] as const) : (['direct', 'relay'] as const);
+      try {
+        for (const which of order) {
+          for (const a of active) if (a.running.proc) pause(a.running.proc);
+          if (which === 'relay') resume(w.running.proc);
+          const url = which === 'relay' ? ready.relayUrl : ready.direct;
+          const headers = which === 'relay' ? RELAY_HEADERS : [];
+          if (WARMUP > 0)
+            await runWrk({ url, connections: RELAY_CONNS, seconds: WARMUP, script: o.script, core: o.pin.load, logFile, headers });
+          // The fake WeCom is the "upstream" whose CPU is reported; wegate's CPU is measured for the relay runs only.
+          const res = await measure(which === 'relay' ? w.running.proc : null, fake.proc, url, RELAY_CONNS, ready.bodyLen, {
+            ...o,
+            headers,
+          });
+          lists[which].push(res);
+          w.sent += which === 'relay' ? res.requests : 0;
+          log(
+            `${which === 'relay' ? 'wegate relay' : 'direct-wecom'} c64 round ${round + 1}/${ROUNDS}: ${fmt(res.rps, 0)} req/s, p50 ${fmt(res.p50_ms, 2)} ms, p99 ${fmt(res.p99_ms, 2)} ms` +
+              (res.cpu_us_per_req === null ? '' : `, ${fmt(res.cpu_us_per_req, 1)} µs CPU/req`) +
+              (res.error_total ? `, ${res.error_total} errors` : ''),
+          );
+        }
+      } catch (e) {
+        failed(e);
+      }
+    },
+    async result() {
+      if (ready) {
+        try {
+          await checkRelay(ready.relayUrl, ready.direct);
+        } catch (e) {
+          failed(e);
+        }
+      }
+      return {
+        relay: lists.relay.length ? combine(lists.relay) : null,
+        direct: lists.direct.length ? combine(lists.direct) : null,
+        problems,
+      };
+    },
+  };
 }
 
 /** waitFor, but stop the process and add its log tail when it never gets ready. */

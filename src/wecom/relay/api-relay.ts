@@ -47,6 +47,7 @@ const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEO
 /** WeCom's success answers start with these bytes. */
 const OK_PREFIX = Buffer.from('{"errcode":0,');
 const ACCEPT_JSON = { accept: 'application/json' };
+const TOKEN_MEMO_MS = 1000;
 
 class TooLarge extends Error {}
 
@@ -176,6 +177,16 @@ export function createApiRelay(deps: ApiRelayDeps): ApiRelayHandler {
     c.inc();
   };
 
+  // The app's token, held for up to a second between calls to the client (its accessToken() costs
+  // ~2 µs per request: a credential hash and three promise hops); the client still refreshes it
+  // ahead of expiry, and a stale-token answer drops it here too.
+  const tokens = new Map<string, { token: string; until: number }>();
+  const freshToken = async (app: string) => {
+    const token = await wecom.accessToken(app);
+    tokens.set(app, { token, until: performance.now() + TOKEN_MEMO_MS });
+    return token;
+  };
+
   const refuse = (
     req: IncomingMessage,
     res: ServerResponse,
@@ -261,10 +272,12 @@ export function createApiRelay(deps: ApiRelayDeps): ApiRelayHandler {
     let answer: Awaited<ReturnType<typeof exchange>>;
     try {
       for (let retried = false; ; retried = true) {
-        const token = await wecom.accessToken(app);
+        const memo = tokens.get(app);
+        const token = memo !== undefined && performance.now() < memo.until ? memo.token : await freshToken(app);
         answer = await exchange(api, query, token, method, body, type);
         if (answer.errcode !== undefined && TOKEN_STALE.has(answer.errcode) && !retried) {
           logger.info({ client: client.name, app, api, errcode: answer.errcode }, 'relay: WeCom refused the cached token: refreshing once');
+          tokens.delete(app);
           wecom.invalidateToken(app, token);
           continue;
         }
