@@ -3,7 +3,9 @@
  * test CA) runs as its own process on the load core, wegate's bench config gains a `wecom:` app and a
  * relay client, and wrk calls `/.wegate/relay/cgi-bin/user/get` through wegate with the client's bearer
  * token, then the same API on the fake direct with a token (`direct-wecom`). The relay's CPU per request
- * is compared with the plain proxy route's (wegate small c64) measured in the same run.
+ * is compared with the plain proxy route's (wegate small c64) measured in the same run, and with a
+ * proxy route to the same fake over TLS (`/wecom-proxy/…`, the vendor calling WeCom through an
+ * ordinary route with its own token): that ratio is the relay's own cost, TLS leg excluded.
  *
  * `node test/bench/relay.ts fake PORT [https|http]` is the fake's process (`--relay-wecom http` runs it
  * without TLS, to show how much of the relay's CPU is the TLS leg to WeCom).
@@ -24,6 +26,18 @@ const SECRET = 'bench-app-secret-0123456789abcdefghijklmnop';
 export const RELAY_TOKEN = 'bench-relay-token-Zq4w7Yb2Kx9Lm3Pn';
 export const RELAY_PATH = '/.wegate/relay/cgi-bin/user/get?userid=zhangsan';
 export const RELAY_HEADERS = [`Authorization: Bearer ${RELAY_TOKEN}`];
+/** A plain proxy route to the same fake over TLS (`/wecom-proxy/…` → the fake): what proxying that call costs. */
+export const PROXIED_PREFIX = '/wecom-proxy';
+export function proxiedRouteLines(fakeUrl: string): string[] {
+  return [
+    '  - name: wecom-proxy',
+    `    path: ${PROXIED_PREFIX}/`,
+    '    strip_prefix: true',
+    `    upstream: "${fakeUrl}"`,
+    `    tls: { ca_file: "${CA_FILE}" }`,
+  ];
+}
+
 /**
  * The `wecom:` and `relay:` sections of wegate's bench config (YAML lines); the app secret is
  * written to a file in `dir` (\`wegate serve\` reads \`secret: { env }\` only when the CLI hands it the

@@ -41,7 +41,16 @@ import {
   waitFor,
   which,
 } from './proc.ts';
-import { checkRelay, directUrl, RELAY_HEADERS, RELAY_PATH, relayConfigLines, startFakeWecom } from './relay.ts';
+import {
+  checkRelay,
+  directUrl,
+  PROXIED_PREFIX,
+  proxiedRouteLines,
+  RELAY_HEADERS,
+  RELAY_PATH,
+  relayConfigLines,
+  startFakeWecom,
+} from './relay.ts';
 import { LARGE_BODY, SMALL_BODY } from './upstream.ts';
 import { runWrk, type WrkResult, writeWrkScript } from './wrk.ts';
 
@@ -494,6 +503,8 @@ interface StartContext {
 /** The relay case: wegate's API relay and the fake WeCom direct, each combined over its rounds. */
 interface RelayResult {
   relay: CaseResult | null;
+  /** The same call through a plain proxy route to the fake over TLS (the vendor's own token). */
+  proxied: CaseResult | null;
   direct: CaseResult | null;
   problems: string[];
 }
@@ -515,9 +526,9 @@ async function createRelayCase(
   o: { script: string; pin: { proxy: number | undefined; load: number | undefined }; tmp: string },
 ): Promise<RelayCase> {
   const problems: string[] = [];
-  const lists: { relay: CaseResult[]; direct: CaseResult[] } = { relay: [], direct: [] };
+  const lists: { relay: CaseResult[]; proxied: CaseResult[]; direct: CaseResult[] } = { relay: [], proxied: [], direct: [] };
   const w = active.find((a) => a.r.name === 'wegate' && a.r.status === 'ok');
-  let ready: { relayUrl: string; direct: string; bodyLen: number } | null = null;
+  let ready: { relayUrl: string; proxiedUrl: string; direct: string; bodyLen: number } | null = null;
   const failed = (e: unknown) => {
     problems.push(`relay case failed: ${(e as Error).message}`);
     log(`relay case FAILED: ${(e as Error).message}`);
@@ -528,7 +539,10 @@ async function createRelayCase(
     try {
       const relayUrl = `${w.running.url}${RELAY_PATH}`;
       const direct = await directUrl(fake.url);
-      ready = { relayUrl, direct, bodyLen: await checkRelay(relayUrl, direct) };
+      const proxiedUrl = `${w.running.url}${PROXIED_PREFIX}${direct.slice(fake.url.length)}`;
+      const bodyLen = await checkRelay(relayUrl, direct);
+      if ((await checkRelay(relayUrl, proxiedUrl)) !== bodyLen) throw new Error('the proxied call answered another body');
+      ready = { relayUrl, proxiedUrl, direct, bodyLen };
     } catch (e) {
       failed(e);
     }
@@ -537,24 +551,24 @@ async function createRelayCase(
   return {
     async round(round) {
       if (!ready || !w?.running.proc || w.r.status !== 'ok') return;
-      const order = round % 2 === 0 ? (['relay', 'direct'] as const) : (['direct', 'relay'] as const);
+      const order = round % 2 === 0 ? (['relay', 'proxied', 'direct'] as const) : (['direct', 'proxied', 'relay'] as const);
       try {
         for (const which of order) {
           for (const a of active) if (a.running.proc) pause(a.running.proc);
-          if (which === 'relay') resume(w.running.proc);
-          const url = which === 'relay' ? ready.relayUrl : ready.direct;
+          if (which !== 'direct') resume(w.running.proc);
+          const url = which === 'relay' ? ready.relayUrl : which === 'proxied' ? ready.proxiedUrl : ready.direct;
           const headers = which === 'relay' ? RELAY_HEADERS : [];
           if (WARMUP > 0)
             await runWrk({ url, connections: RELAY_CONNS, seconds: WARMUP, script: o.script, core: o.pin.load, logFile, headers });
-          // The fake WeCom is the "upstream" whose CPU is reported; wegate's CPU is measured for the relay runs only.
-          const res = await measure(which === 'relay' ? w.running.proc : null, fake.proc, url, RELAY_CONNS, ready.bodyLen, {
+          // The fake WeCom is the "upstream" whose CPU is reported; wegate's CPU is measured when it is in the path.
+          const res = await measure(which === 'direct' ? null : w.running.proc, fake.proc, url, RELAY_CONNS, ready.bodyLen, {
             ...o,
             headers,
           });
           lists[which].push(res);
-          w.sent += which === 'relay' ? res.requests : 0;
+          w.sent += which === 'direct' ? 0 : res.requests;
           log(
-            `${which === 'relay' ? 'wegate relay' : 'direct-wecom'} c64 round ${round + 1}/${ROUNDS}: ${fmt(res.rps, 0)} req/s, p50 ${fmt(res.p50_ms, 2)} ms, p99 ${fmt(res.p99_ms, 2)} ms` +
+            `${which === 'relay' ? 'wegate relay' : which === 'proxied' ? 'wegate proxied-wecom' : 'direct-wecom'} c64 round ${round + 1}/${ROUNDS}: ${fmt(res.rps, 0)} req/s, p50 ${fmt(res.p50_ms, 2)} ms, p99 ${fmt(res.p99_ms, 2)} ms` +
               (res.cpu_us_per_req === null ? '' : `, ${fmt(res.cpu_us_per_req, 1)} µs CPU/req`) +
               (res.error_total ? `, ${res.error_total} errors` : ''),
           );
@@ -573,6 +587,7 @@ async function createRelayCase(
       }
       return {
         relay: lists.relay.length ? combine(lists.relay) : null,
+        proxied: lists.proxied.length ? combine(lists.proxied) : null,
         direct: lists.direct.length ? combine(lists.direct) : null,
         problems,
       };
@@ -658,6 +673,7 @@ async function startContender(name: ContenderName, ctx: StartContext): Promise<R
       'routes:',
       '  - name: bench',
       `    upstream: "${ctx.upstreamUrl}"`,
+      ...(ctx.fakeUrl ? proxiedRouteLines(ctx.fakeUrl) : []),
       ...(ctx.fakeUrl ? relayConfigLines(ctx.fakeUrl, dir) : []),
       '',
     ].join('\n'),
@@ -842,6 +858,7 @@ function report(header: string[], results: ContenderResult[], upstreamKind: Upst
   }
   for (const [name, x] of [
     ['wegate relay', relay?.relay],
+    ['wegate proxied-wecom', relay?.proxied],
     ['direct-wecom', relay?.direct],
   ] as const) {
     if (!x) continue;
@@ -876,6 +893,7 @@ function report(header: string[], results: ContenderResult[], upstreamKind: Upst
 
   for (const [name, x] of [
     ['wegate relay', relay?.relay],
+    ['wegate proxied-wecom', relay?.proxied],
     ['direct-wecom', relay?.direct],
   ] as const)
     for (const p of x?.problems ?? []) lines.push(`  ! ${name}: ${p}`);
@@ -901,18 +919,21 @@ function report(header: string[], results: ContenderResult[], upstreamKind: Upst
     minimal_undici_vs_nginx_small_c64: ratio(m?.cases.small_c64?.rps, n?.cases.small_c64?.rps),
     nginx_vs_direct_small_c64: ratio(n?.cases.small_c64?.rps, d?.cases.small_c64?.rps),
     relay_cpu_vs_proxy: ratio(relay?.relay?.cpu_us_per_req, cpuW),
+    relay_cpu_vs_tls_proxy: ratio(relay?.relay?.cpu_us_per_req, relay?.proxied?.cpu_us_per_req),
     relay: relay && {
       wecom_tls: args['relay-wecom'] !== 'http',
       rps_c64: round(relay.relay?.rps, 0),
       p99_ms: round(relay.relay?.p99_ms),
       cpu_us_per_req: round(relay.relay?.cpu_us_per_req, 1),
+      proxied_rps_c64: round(relay.proxied?.rps, 0),
+      proxied_cpu_us_per_req: round(relay.proxied?.cpu_us_per_req, 1),
       direct_rps_c64: round(relay.direct?.rps, 0),
       direct_p99_ms: round(relay.direct?.p99_ms),
       vs_direct_c64: ratio(relay.relay?.rps, relay.direct?.rps),
       p99_added_ms: relay.relay && relay.direct ? round(relay.relay.p99_ms - relay.direct.p99_ms) : null,
       fake_wecom_cpu_pct: round(relay.relay?.upstream_cpu_pct, 0),
-      errors: (relay.relay?.error_total ?? 0) + (relay.direct?.error_total ?? 0),
-      problems: [...relay.problems, ...(relay.relay?.problems ?? []), ...(relay.direct?.problems ?? [])],
+      errors: (relay.relay?.error_total ?? 0) + (relay.proxied?.error_total ?? 0) + (relay.direct?.error_total ?? 0),
+      problems: [...relay.problems, ...[relay.relay, relay.proxied, relay.direct].flatMap((x) => x?.problems ?? [])],
     },
     targets: {} as Record<string, boolean | null>,
     errors: Object.fromEntries(
@@ -993,7 +1014,8 @@ function report(header: string[], results: ContenderResult[], upstreamKind: Upst
   if (json.relay) {
     lines.push(
       `API relay (user/get via the fake WeCom over ${args['relay-wecom'] === 'http' ? 'plain HTTP' : 'TLS'}, c64): ${show(json.relay.rps_c64, ' req/s')} vs direct ${show(json.relay.direct_rps_c64, ' req/s')} (${show(json.relay.vs_direct_c64, '×')}), ` +
-        `p99 added ${show(json.relay.p99_added_ms, ' ms')}, CPU/request ${show(json.relay.cpu_us_per_req, ' µs')} = ${show(json.relay_cpu_vs_proxy, '×')} the proxy route's`,
+        `p99 added ${show(json.relay.p99_added_ms, ' ms')}, CPU/request ${show(json.relay.cpu_us_per_req, ' µs')} = ${show(json.relay_cpu_vs_proxy, '×')} the plain proxy route's (small c64), ` +
+        `${show(json.relay_cpu_vs_tls_proxy, '×')} a proxy route to the same fake (${show(json.relay.proxied_cpu_us_per_req, ' µs')})`,
     );
   }
   lines.push(
