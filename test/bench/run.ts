@@ -558,15 +558,18 @@ async function createRelayCase(
           if (which !== 'direct') resume(w.running.proc);
           const url = which === 'relay' ? ready.relayUrl : which === 'proxied' ? ready.proxiedUrl : ready.direct;
           const headers = which === 'relay' ? RELAY_HEADERS : [];
-          if (WARMUP > 0)
-            await runWrk({ url, connections: RELAY_CONNS, seconds: WARMUP, script: o.script, core: o.pin.load, logFile, headers });
+          const warm =
+            WARMUP > 0
+              ? await runWrk({ url, connections: RELAY_CONNS, seconds: WARMUP, script: o.script, core: o.pin.load, logFile, headers })
+              : null;
           // The fake WeCom is the "upstream" whose CPU is reported; wegate's CPU is measured when it is in the path.
           const res = await measure(which === 'direct' ? null : w.running.proc, fake.proc, url, RELAY_CONNS, ready.bodyLen, {
             ...o,
             headers,
           });
           lists[which].push(res);
-          w.sent += which === 'direct' ? 0 : res.requests;
+          // Requests through wegate, warm-ups included (compared with its access-log lines at the end).
+          w.sent += which === 'direct' ? 0 : (warm?.requests ?? 0) + res.requests;
           log(
             `${which === 'relay' ? 'wegate relay' : which === 'proxied' ? 'wegate proxied-wecom' : 'direct-wecom'} c64 round ${round + 1}/${ROUNDS}: ${fmt(res.rps, 0)} req/s, p50 ${fmt(res.p50_ms, 2)} ms, p99 ${fmt(res.p99_ms, 2)} ms` +
               (res.cpu_us_per_req === null ? '' : `, ${fmt(res.cpu_us_per_req, 1)} µs CPU/req`) +
