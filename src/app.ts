@@ -23,6 +23,7 @@ import { createMetrics, type Metrics } from './metrics/metrics.ts';
 import { createProxy } from './proxy/index.ts';
 import { createAdminServer } from './server/admin.ts';
 import { type ConnectionLimits, createConnectionLimiter } from './server/connection-limit.ts';
+import { createGatewayPaths } from './server/gateway-paths.ts';
 import { applyTimeouts, createPublicServer, type ListenerTimeouts, listenOn } from './server/listeners.ts';
 import { createPipeline, type Site } from './server/pipeline.ts';
 import { type CertStore, createCertStore } from './server/tls.ts';
@@ -30,6 +31,7 @@ import { createVerifyFiles } from './verify-files/index.ts';
 import { createDirectWecomEgress } from './wecom/api/direct-egress.ts';
 import { createWecomApi, type WecomApi, type WecomEgress } from './wecom/api/index.ts';
 import { createProfileWecomEgress } from './wecom/api/profile-egress.ts';
+import { createRelay, createRelayLimiter, createRelayTunnel, type RelayClients, type RelayTunnel } from './wecom/relay/index.ts';
 
 export interface GatewayDeps {
   readonly logger: Logger;
@@ -53,6 +55,8 @@ export interface ListenAddresses {
   http?: AddressInfo;
   https?: AddressInfo;
   admin: AddressInfo;
+  /** The relay's CONNECT tunnel listener (relay.connect_listen). */
+  relayConnect?: AddressInfo;
 }
 
 export interface Gateway {
@@ -104,6 +108,9 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
   const incidents = createIncidents({ clock, logger, metrics });
   // WeCom errors in vendor responses (routes[].wecom_errors), recorded with the other incidents.
   const wecomErrorScan = createWecomErrorScan({ incidents });
+  // Relay state that outlives a generation: the rate-limit buckets and the CONNECT listener.
+  const relayLimiter = createRelayLimiter();
+  let relayTunnel: RelayTunnel | undefined;
 
   const httpsServers = new Set<Server>();
   const makeCertStore = (c: Config): Promise<CertStore> | undefined => {
@@ -124,7 +131,13 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
 
   const makeEgress = (c: Config) => createEgress({ profiles: c.egress, logger, metrics, ...(deps.now ? { now: deps.now } : {}) });
 
-  const buildSite = async (c: Config, eg: Egress): Promise<Site> => {
+  const buildSite = async (c: Config, eg: Egress): Promise<Site & { relayClients: RelayClients | undefined }> => {
+    if (c.relay && (!wecom || !initial.wecom))
+      throw new Error('relay is configured but the wecom section is missing (it needs the WeCom API client)');
+    const relay =
+      c.relay && wecom && initial.wecom
+        ? createRelay({ config: c.relay, wecom, wecomConfig: initial.wecom, limiter: relayLimiter, logger, metrics, incidents })
+        : undefined;
     const proxy = createProxy({
       routes: c.routes,
       logger,
@@ -152,6 +165,8 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
     return {
       proxy,
       verifyFiles,
+      gateway: createGatewayPaths(c.gateway.prefix, { relay: relay?.handle }),
+      relayClients: relay?.clients,
       redirectHttp: c.listen.redirect_http,
       publicHttpsPort: c.listen.public_https_port,
       accessLog: c.log.access_log,
@@ -183,7 +198,8 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
         : undefined);
     if (initial.wecom && wecomEgress) {
       wecom = createWecomApi({ config: initial.wecom, egress: wecomEgress, logger, metrics, incidents, env: deps.env ?? {} });
-      readiness = createReadiness({ wecom, metrics, logger, clock, intervalMs: initial.wecom.probe.interval_ms });
+      if (initial.wecom.probe.enabled)
+        readiness = createReadiness({ wecom, metrics, logger, clock, intervalMs: initial.wecom.probe.interval_ms });
     }
   } catch (e) {
     await wecomDirect?.close();
@@ -191,10 +207,22 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
     throw e;
   }
   let certStore: CertStore | undefined;
-  let site: Site;
+  let site: Awaited<ReturnType<typeof buildSite>>;
   try {
     certStore = await makeCertStore(config);
     site = await buildSite(config, egress);
+    if (config.relay?.connect_listen !== undefined && wecom && initial.wecom) {
+      relayTunnel = createRelayTunnel({
+        clients: () => site.relayClients,
+        apiBase: initial.wecom.api_base,
+        egress: wecom.egress,
+        connectTimeoutMs: initial.wecom.timeouts.connect_ms,
+        idleMs: config.relay.connect_idle_ms,
+        headerTimeoutMs: config.listen.header_timeout_ms,
+        logger,
+        metrics,
+      });
+    }
   } catch (e) {
     certStore?.close();
     await wecom?.close();
@@ -278,9 +306,12 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
         admin: out.admin.port,
       };
       readiness?.start();
+      if (relayTunnel && config.relay?.connect_listen !== undefined) {
+        out.relayConnect = await listenOn(relayTunnel.server, config.relay.connect_listen, 'the relay CONNECT listener');
+      }
       return out as ListenAddresses;
     } catch (e) {
-      await Promise.all([httpServer, httpsServer, adminServer].filter((s) => s !== undefined).map(closeServer));
+      await Promise.all([httpServer, httpsServer, adminServer, relayTunnel?.server].filter((s) => s !== undefined).map(closeServer));
       httpServer = httpsServer = adminServer = undefined;
       httpsServers.clear();
       listening = false;
@@ -303,7 +334,7 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
   const reloadNow = async (next: Config) => {
     if (closing) throw new Error('gateway is shutting down');
     let nextCerts: CertStore | undefined;
-    let nextSite: Site;
+    let nextSite: Awaited<ReturnType<typeof buildSite>>;
     const egressChanged = JSON.stringify(next.egress) !== JSON.stringify(config.egress);
     let nextEgress = egress;
     const tlsChanged = JSON.stringify(next.tls?.certs) !== JSON.stringify(config.tls?.certs) || next.tls?.watch !== config.tls?.watch;
@@ -342,6 +373,12 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
       }
       if (next.wecom?.egress !== wecomProfile) {
         logger.warn({ running: wecomProfile, configured: next.wecom?.egress }, 'wecom.egress changed: restart wegate to apply it');
+      }
+      if (next.relay?.connect_listen !== config.relay?.connect_listen) {
+        logger.warn(
+          { listener: 'relay_connect', running: config.relay?.connect_listen, configured: next.relay?.connect_listen },
+          'listen address changed: restart wegate to apply it',
+        );
       }
       if (httpsServer && !next.tls) logger.warn('tls removed from the configuration: keeping the certificates in use until restart');
       // The WeCom client (token caches, secrets read at start-up) outlives generations.
@@ -404,6 +441,7 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
     retired.clear();
     certStore?.close();
     readiness?.close();
+    await relayTunnel?.close();
     await wecom?.close();
     await wecomDirect?.close();
     await egress.close();

@@ -10,6 +10,7 @@ import { hostProblem, type ListenAddress, normaliseHost, parseListenAddress, par
 import { isIP } from 'node:net';
 import { parseTarget } from '../core/http.ts';
 import { type Config, ConfigSchema } from './schema.ts';
+import { checkRelay } from './relay-check.ts';
 import { checkWecom, checkWecomErrors } from './wecom-check.ts';
 import {
   type CheckContext,
@@ -132,6 +133,7 @@ function checkConfig(data: unknown, ctx: CheckContext): void {
   normaliseHosts(data, ctx);
   checkWecom(data, ctx);
   checkWecomErrors(data, ctx);
+  checkRelay(data, ctx);
 }
 
 function checkListeners(data: Obj, ctx: CheckContext): void {

@@ -234,6 +234,10 @@ export const WecomSchema = Type.Object(
     ),
     probe: Type.Object(
       {
+        enabled: Type.Boolean({
+          default: true,
+          description: 'Run the readiness probe (false: no WeCom call of its own; `wegate doctor` still probes when run).',
+        }),
         interval_ms: Type.Integer({
           minimum: 0,
           maximum: 86_400_000,
@@ -318,6 +322,67 @@ export const StateSchema = Type.Object(
     ),
   },
   { additionalProperties: false, description: 'Durable state; required when a feature needs it (WeCom callbacks, 代开发 / third-party suites).' },
+);
+
+const Sha256Hex = (description: string) =>
+  Type.String({
+    pattern: '^[0-9a-fA-F]{64}$',
+    patternErrorMessage: 'must be a SHA-256 hex digest (64 hex digits): printf %s \'THE-TOKEN\' | sha256sum',
+    description,
+  });
+
+const WecomApiPath = Type.String({
+  pattern: '^/cgi-bin/[A-Za-z0-9_/]{1,120}$',
+  patternErrorMessage: 'must be a WeCom API path such as "/cgi-bin/message/send" (no query, no access_token)',
+  description: 'A WeCom API path the client may call through the relay, e.g. "/cgi-bin/message/send".',
+});
+
+export const RelayClientSchema = Type.Object(
+  {
+    name: Type.String({ ...WecomName, description: 'Client name (a vendor server): metrics label, logs and the CONNECT user name.' }),
+    app: Type.Optional(
+      Type.String({ ...WecomName, description: 'The wecom.apps entry whose access token the API relay injects for this client.' }),
+    ),
+    token_sha256: Type.Optional(
+      Sha256Hex('SHA-256 (hex) of the bearer token the client sends to the API relay (Authorization: Bearer …); the token itself is never stored.'),
+    ),
+    apis: Type.Array(WecomApiPath, { default: [], description: 'WeCom API paths this client may call through the API relay (exact match).' }),
+    connect_password_sha256: Type.Optional(
+      Sha256Hex('SHA-256 (hex) of the password for the CONNECT tunnel (Proxy-Authorization: Basic, user = name); unset = no tunnel for this client.'),
+    ),
+    source_cidrs: Type.Array(
+      Type.String({ minLength: 2, maxLength: 64, description: 'An address or CIDR block, e.g. "203.0.113.7" or "203.0.113.0/24".' }),
+      { default: [], description: 'Source addresses allowed for this client (relay and tunnel); empty = any.' },
+    ),
+    rate: Type.Object(
+      {
+        per_second: Type.Number({ exclusiveMinimum: 0, maximum: 100_000, default: 50, description: 'Sustained requests per second (token bucket refill).' }),
+        burst: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 100, description: 'Bucket size: requests allowed at once.' }),
+      },
+      { additionalProperties: false, default: {}, description: 'Rate limit of the API relay for this client (429 beyond).' },
+    ),
+  },
+  { additionalProperties: false, description: 'One vendor server allowed to use the relay.' },
+);
+
+export const RelaySchema = Type.Object(
+  {
+    clients: Type.Array(RelayClientSchema, { default: [], description: 'Vendor servers allowed to use the relay.' }),
+    max_body_bytes: Type.Integer({
+      minimum: 0,
+      maximum: 64 * 1024 * 1024,
+      default: 1024 * 1024,
+      description: 'Largest request body the API relay accepts (→ 413).',
+    }),
+    connect_listen: Type.Optional(
+      Type.String({ ...ListenAddress, description: 'Listen address of the CONNECT tunnel (e.g. "10.0.0.5:3129"); unset = no tunnel.' }),
+    ),
+    connect_idle_ms: Ms(120_000, 'A CONNECT tunnel with no traffic either way for this long is closed.'),
+  },
+  {
+    additionalProperties: false,
+    description: 'Relay for vendor servers: the API relay under gateway.prefix + "relay/" and the optional CONNECT tunnel to the WeCom API host.',
+  },
 );
 
 export const ConfigSchema = Type.Object(
@@ -434,6 +499,18 @@ export const ConfigSchema = Type.Object(
         description: 'Named egress profiles (fixed source address or forward proxy) for WeCom calls and routes[].egress.',
       }),
     ),
+    gateway: Type.Object(
+      {
+        prefix: Type.String({
+          pattern: '^/[A-Za-z0-9._~-]+/$',
+          patternErrorMessage: 'must be one path segment between slashes, such as "/.wegate/"',
+          default: '/.wegate/',
+          description: "Reserved path prefix of wegate's own public paths (the relay, later the login callback and JWKS); never proxied.",
+        }),
+      },
+      { additionalProperties: false, default: {}, description: "wegate's own public paths." },
+    ),
+    relay: Type.Optional(RelaySchema),
     routes: Type.Array(RouteSchema, { minItems: 1, description: 'Routes; the most specific host, then the longest path, wins.' }),
   },
   { additionalProperties: false, $id: 'https://wegate.dev/schema/wegate.json', title: 'wegate configuration' },
@@ -448,6 +525,17 @@ export type WecomSuiteConfig = Static<typeof WecomSuiteSchema>;
 export type SecretRef = Static<typeof SecretRefSchema>;
 export type EgressProfileConfig = Static<typeof EgressProfileSchema>;
 export type StateConfig = Static<typeof StateSchema>;
+export type RelayConfig = Static<typeof RelaySchema>;
+export type RelayClientConfig = Static<typeof RelayClientSchema>;
 
 /** Config keys whose values are secrets: shown by length only in errors. Matched on the last key. */
-export const SECRET_KEYS: ReadonlySet<string> = new Set(['secret', 'token', 'encoding_aes_key', 'corpsecret', 'password']);
+// token_sha256 / connect_password_sha256 hold hashes, but an admin may paste the token itself there by mistake.
+export const SECRET_KEYS: ReadonlySet<string> = new Set([
+  'secret',
+  'token',
+  'encoding_aes_key',
+  'corpsecret',
+  'password',
+  'token_sha256',
+  'connect_password_sha256',
+]);

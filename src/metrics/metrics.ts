@@ -39,6 +39,11 @@ export interface Metrics {
   readonly egressChecks: Counter<'profile' | 'result'>;
   /** Responses cut off because the client read nothing for send_ms, by route. */
   readonly sendTimeouts: Counter<'route'>;
+  /** API relay requests by client name ("-" before authentication) and result (a fixed set, see src/wecom/relay/). */
+  readonly relayRequests: Counter<'client' | 'result'>;
+  /** CONNECT tunnel attempts by client name ("-" before authentication) and result. */
+  readonly relayTunnels: Counter<'client' | 'result'>;
+  readonly relayTunnelsOpen: Gauge;
 }
 
 export interface MetricsOptions {
@@ -155,6 +160,23 @@ export function createMetrics({ registry, processMetrics = true }: MetricsOption
       name: 'wegate_send_timeouts_total',
       help: 'Responses cut off because the client read none of it for send_ms (connection closed, upstream request aborted), by route.',
       labelNames: ['route'],
+      registers,
+    }),
+    relayRequests: new Counter({
+      name: 'wegate_relay_requests_total',
+      help: 'API relay requests, by client ("-" before authentication) and result (ok, wecom_error, ip_refused, token_error, upstream_error, unauthorized, forbidden_api, forbidden_source, rate_limited, too_large, bad_request).',
+      labelNames: ['client', 'result'],
+      registers,
+    }),
+    relayTunnels: new Counter({
+      name: 'wegate_relay_tunnels_total',
+      help: 'CONNECT tunnel attempts, by client ("-" before authentication) and result (opened, unauthorized, forbidden_source, forbidden_target, bad_method, connect_failed).',
+      labelNames: ['client', 'result'],
+      registers,
+    }),
+    relayTunnelsOpen: new Gauge({
+      name: 'wegate_relay_tunnels_open',
+      help: 'CONNECT tunnels currently open.',
       registers,
     }),
   };

@@ -1,7 +1,7 @@
 /**
  * The request pipeline of the public listeners: request id, client IP, Host and target validation
  * (once, here, so every stage sees the same normalised path), then verification files →
- * HTTP→HTTPS redirect → routing → proxy. Also the access log and request metrics, and the handlers
+ * gateway-owned paths (gateway-paths.ts) → HTTP→HTTPS redirect → routing → proxy. Also the access log and request metrics, and the handlers
  * for upgrades and malformed requests. This is the hot path: no closures beyond one per request,
  * no URL objects, no header copies.
  */
@@ -18,12 +18,15 @@ import { type Metrics, statusClass } from '../metrics/metrics.ts';
 import type { Proxy as RouteProxy } from '../proxy/index.ts';
 import type { VerifyFiles } from '../verify-files/index.ts';
 import { clientIp, kOverLimit } from './connection-limit.ts';
+import type { GatewayPaths } from './gateway-paths.ts';
 import { checkHost } from './host.ts';
 
 /** One configuration generation. A request keeps the generation it started with, even across a reload. */
 export interface Site {
   readonly proxy: RouteProxy;
   readonly verifyFiles: VerifyFiles | undefined;
+  /** wegate's own paths under the reserved prefix (relay …): never proxied. */
+  readonly gateway: GatewayPaths;
   readonly redirectHttp: boolean;
   readonly publicHttpsPort: number | undefined;
   readonly accessLog: boolean;
@@ -234,6 +237,9 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       return;
     }
 
+    // wegate's own paths (reserved prefix, never proxied): one startsWith for every other request.
+    if (ctx.path.startsWith(site.gateway.prefix)) return site.gateway.handle(req, res, ctx, expectContinue);
+
     if (!secure && site.redirectHttp) return redirect(req, res, ctx, site);
 
     const route = site.proxy.match(ctx.host, ctx.path);
@@ -348,7 +354,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       res.setHeader('x-request-id', id);
       return redirect(req, res, ctx, site);
     }
-    const route = site.proxy.match(ctx.host, ctx.path);
+    const route = ctx.path.startsWith(site.gateway.prefix) ? undefined : site.proxy.match(ctx.host, ctx.path);
     if (route === undefined) return answer('WG_NOT_FOUND');
     site.proxy.upgrade(req, socket, head, ctx, route);
   };

@@ -18,8 +18,12 @@
  * other work on a shared machine spoils one pair, not the figure. The scan's own cost is also timed
  * in this process (`scan.in_process_ns_per_response`), which no neighbour's load can blur much.
  * The main `wegate` route runs with the defaults (scan on).
+ * The API relay case (test/bench/relay.ts), right after wegate's small c64 run in every round: the
+ * relay in front of the fake WeCom vs the fake direct, at 64 connections, and the relay's CPU per
+ * request ÷ the plain proxy route's (small c64).
  * Options: --duration S, --warmup S, --rounds N, --scan-pairs N, --scan-duration S, --only a,b, --no-access-log,
- * --upstream raw|http|nginx, --no-pin, --keep (keep the temp dir with configs and logs).
+ * --upstream raw|http|nginx, --no-pin, --no-relay, --relay-wecom https|http (the fake WeCom without TLS:
+ * what the TLS leg costs), --keep (keep the temp dir with configs and logs).
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -51,6 +55,16 @@ import {
   waitFor,
   which,
 } from './proc.ts';
+import {
+  checkRelay,
+  directUrl,
+  PROXIED_PREFIX,
+  proxiedRouteLines,
+  RELAY_HEADERS,
+  RELAY_PATH,
+  relayConfigLines,
+  startFakeWecom,
+} from './relay.ts';
 import { LARGE_BODY, SMALL_BODY } from './upstream.ts';
 import { runWrk, type WrkResult, writeWrkScript } from './wrk.ts';
 
@@ -74,10 +88,12 @@ const TARGETS = {
   p99_c1_added_ms_max: 1,
   rss_mb_max: 150,
   scan_cpu_overhead_pct_max: 3,
+  relay_cpu_vs_proxy_max: 1.5,
 };
 /** Host names of the two wegate routes the scan is compared on (same upstream, only wecom_errors.scan differs). */
 const SCAN_HOSTS = { on: 'scan-on.bench', off: 'scan-off.bench' } as const;
 type ScanSide = keyof typeof SCAN_HOSTS;
+const RELAY_CONNS = 64;
 
 interface CaseResult {
   rps: number;
@@ -138,6 +154,8 @@ const { values: args } = parseArgs({
     'no-access-log': { type: 'boolean', default: false },
     upstream: { type: 'string', default: 'raw' },
     'no-pin': { type: 'boolean', default: false },
+    'no-relay': { type: 'boolean', default: false },
+    'relay-wecom': { type: 'string', default: 'https' },
     keep: { type: 'boolean', default: false },
   },
 });
@@ -262,6 +280,15 @@ async function main(): Promise<number> {
   await waitFor(upstream, 'listening', 10_000, () => canConnect(upPort));
   const upstreamUrl = `http://127.0.0.1:${upPort}`;
   await checkResponses(upstreamUrl);
+  // The fake WeCom for the relay case, on the load core like the upstream.
+  let fake: { proc: Started; url: string } | null = null;
+  if (!args['no-relay'] && ONLY.has('wegate')) {
+    const fakePort = await freePort();
+    const tls = args['relay-wecom'] !== 'http';
+    const proc = startFakeWecom(NODE, fakePort, pin.load, path.join(tmp, 'fake-wecom.err'), tls);
+    await waitFor(proc, 'listening', 10_000, () => canConnect(fakePort));
+    fake = { proc, url: `${tls ? 'https' : 'http'}://127.0.0.1:${fakePort}` };
+  }
 
   const results: ContenderResult[] = CONTENDERS.map((name) => ({ name, status: 'ok', cases: {}, rss_mb: null, notes: [], problems: [] }));
   const active: Active[] = [];
@@ -276,7 +303,7 @@ async function main(): Promise<number> {
     } else {
       try {
         log(`${r.name}: starting`);
-        const running = await startContender(r.name, { tmp, upPort, upstreamUrl, pin, nginxBin });
+        const running = await startContender(r.name, { tmp, upPort, upstreamUrl, pin, nginxBin, fakeUrl: fake?.url ?? null });
         r.notes.push(...running.notes);
         active.push({ r, running, sent: 0, rounds: new Map() });
         await checkResponses(running.url);
@@ -291,6 +318,7 @@ async function main(): Promise<number> {
     }
   }
 
+  const relayCase = fake ? await createRelayCase(active, fake, { script, pin, tmp }) : null;
   // Every contender stays up (idle ones cost nothing) and the runs are interleaved round by round, so
   // a burst of other work on a shared machine spreads over all contenders instead of hitting one.
   for (const [ci, c] of CASES.entries()) {
@@ -319,6 +347,7 @@ async function main(): Promise<number> {
           );
           const exit = a.running.proc?.exitCode;
           if (exit !== null && exit !== undefined) throw new Error(`${a.r.name} exited (${exit}) during the run`);
+          if (relayCase && a.r.name === 'wegate' && c.key === 'small_c64') await relayCase.round(round);
         } catch (e) {
           await fail(a.r, a, e);
         }
@@ -362,6 +391,7 @@ async function main(): Promise<number> {
           inProcessNs: scanNsPerResponse(),
         }
       : null;
+  const relay = relayCase ? await relayCase.result() : null;
 
   for (const a of active) if (a.running.proc) resume(a.running.proc);
   for (const a of active) {
@@ -391,8 +421,9 @@ async function main(): Promise<number> {
     if (a.running.proc) await stop(a.running.proc);
   }
   await stop(upstream);
+  if (fake) await stop(fake.proc);
 
-  report(header, results, upstreamKind, idle, scan);
+  report(header, results, upstreamKind, idle, scan, relay);
   const wegate = results.find((r) => r.name === 'wegate');
   return wegate && wegate.status === 'failed' ? 1 : 0;
 }
@@ -525,6 +556,106 @@ interface StartContext {
   upstreamUrl: string;
   pin: { proxy: number | undefined; load: number | undefined };
   nginxBin: string | null;
+  /** The fake WeCom of the relay case (wegate's config gains the relay), or null. */
+  fakeUrl: string | null;
+}
+
+/** The relay case: wegate's API relay and the fake WeCom direct, each combined over its rounds. */
+interface RelayResult {
+  relay: CaseResult | null;
+  /** The same call through a plain proxy route to the fake over TLS (the vendor's own token). */
+  proxied: CaseResult | null;
+  direct: CaseResult | null;
+  problems: string[];
+}
+
+/**
+ * The relay case, measured inside the main loop right after wegate's own small c64 run of each
+ * round (so the relay and the plain proxy route it is compared with see the same machine): wrk at
+ * 64 connections through wegate's relay, then straight to the fake WeCom (order alternating per
+ * round); wegate alone on its core (every other contender frozen), nothing on it for the direct runs.
+ */
+interface RelayCase {
+  round(round: number): Promise<void>;
+  result(): Promise<RelayResult>;
+}
+
+async function createRelayCase(
+  active: Active[],
+  fake: { proc: Started; url: string },
+  o: { script: string; pin: { proxy: number | undefined; load: number | undefined }; tmp: string },
+): Promise<RelayCase> {
+  const problems: string[] = [];
+  const lists: { relay: CaseResult[]; proxied: CaseResult[]; direct: CaseResult[] } = { relay: [], proxied: [], direct: [] };
+  const w = active.find((a) => a.r.name === 'wegate' && a.r.status === 'ok');
+  let ready: { relayUrl: string; proxiedUrl: string; direct: string; bodyLen: number } | null = null;
+  const failed = (e: unknown) => {
+    problems.push(`relay case failed: ${(e as Error).message}`);
+    log(`relay case FAILED: ${(e as Error).message}`);
+    ready = null;
+  };
+  if (!w?.running.proc) problems.push('wegate is not running: no relay case');
+  else {
+    try {
+      const relayUrl = `${w.running.url}${RELAY_PATH}`;
+      const direct = await directUrl(fake.url);
+      const proxiedUrl = `${w.running.url}${PROXIED_PREFIX}${direct.slice(fake.url.length)}`;
+      const bodyLen = await checkRelay(relayUrl, direct);
+      if ((await checkRelay(relayUrl, proxiedUrl)) !== bodyLen) throw new Error('the proxied call answered another body');
+      ready = { relayUrl, proxiedUrl, direct, bodyLen };
+    } catch (e) {
+      failed(e);
+    }
+  }
+  const logFile = path.join(o.tmp, 'wrk.log');
+  return {
+    async round(round) {
+      if (!ready || !w?.running.proc || w.r.status !== 'ok') return;
+      const order = round % 2 === 0 ? (['relay', 'proxied', 'direct'] as const) : (['direct', 'proxied', 'relay'] as const);
+      try {
+        for (const which of order) {
+          for (const a of active) if (a.running.proc) pause(a.running.proc);
+          if (which !== 'direct') resume(w.running.proc);
+          const url = which === 'relay' ? ready.relayUrl : which === 'proxied' ? ready.proxiedUrl : ready.direct;
+          const headers = which === 'relay' ? RELAY_HEADERS : [];
+          const warm =
+            WARMUP > 0
+              ? await runWrk({ url, connections: RELAY_CONNS, seconds: WARMUP, script: o.script, core: o.pin.load, logFile, headers })
+              : null;
+          // The fake WeCom is the "upstream" whose CPU is reported; wegate's CPU is measured when it is in the path.
+          const res = await measure(which === 'direct' ? null : w.running.proc, fake.proc, url, RELAY_CONNS, ready.bodyLen, {
+            ...o,
+            headers,
+          });
+          lists[which].push(res);
+          // Requests through wegate, warm-ups included (compared with its access-log lines at the end).
+          w.sent += which === 'direct' ? 0 : (warm?.requests ?? 0) + res.requests;
+          log(
+            `${which === 'relay' ? 'wegate relay' : which === 'proxied' ? 'wegate proxied-wecom' : 'direct-wecom'} c64 round ${round + 1}/${ROUNDS}: ${fmt(res.rps, 0)} req/s, p50 ${fmt(res.p50_ms, 2)} ms, p99 ${fmt(res.p99_ms, 2)} ms` +
+              (res.cpu_us_per_req === null ? '' : `, ${fmt(res.cpu_us_per_req, 1)} µs CPU/req`) +
+              (res.error_total ? `, ${res.error_total} errors` : ''),
+          );
+        }
+      } catch (e) {
+        failed(e);
+      }
+    },
+    async result() {
+      if (ready) {
+        try {
+          await checkRelay(ready.relayUrl, ready.direct);
+        } catch (e) {
+          failed(e);
+        }
+      }
+      return {
+        relay: lists.relay.length ? combine(lists.relay) : null,
+        proxied: lists.proxied.length ? combine(lists.proxied) : null,
+        direct: lists.direct.length ? combine(lists.direct) : null,
+        problems,
+      };
+    },
+  };
 }
 
 /** waitFor, but stop the process and add its log tail when it never gets ready. */
@@ -614,6 +745,8 @@ async function startContender(name: ContenderName, ctx: StartContext): Promise<R
       `    host: ${SCAN_HOSTS.off}`,
       `    upstream: "${ctx.upstreamUrl}"`,
       '    wecom_errors: { scan: false }',
+      ...(ctx.fakeUrl ? proxiedRouteLines(ctx.fakeUrl) : []),
+      ...(ctx.fakeUrl ? relayConfigLines(ctx.fakeUrl, dir) : []),
       '',
     ].join('\n'),
   );
@@ -669,7 +802,14 @@ async function measure(
   url: string,
   conns: number,
   bodyLen: number,
-  o: { script: string; pin: { proxy: number | undefined; load: number | undefined }; tmp: string; host?: string; seconds?: number },
+  o: {
+    script: string;
+    pin: { proxy: number | undefined; load: number | undefined };
+    tmp: string;
+    host?: string;
+    seconds?: number;
+    headers?: readonly string[];
+  },
 ): Promise<CaseResult> {
   const cpu0 = proc ? groupCpuSeconds(proc.pid) : 0;
   const up0 = groupCpuSeconds(upstream.pid);
@@ -684,6 +824,7 @@ async function measure(
     script: o.script,
     core: o.pin.load,
     logFile,
+    ...(o.headers ? { headers: o.headers } : {}),
   });
   const wall = Number(process.hrtime.bigint() - t0) / 1e9;
   const cores1 = cpuTimes();
@@ -848,7 +989,14 @@ interface ScanResult {
   inProcessNs: number;
 }
 
-function report(header: string[], results: ContenderResult[], upstreamKind: UpstreamChoice, idle: number, scan: ScanResult | null): void {
+function report(
+  header: string[],
+  results: ContenderResult[],
+  upstreamKind: UpstreamChoice,
+  idle: number,
+  scan: ScanResult | null,
+  relay: RelayResult | null,
+): void {
   const by = (n: ContenderName): ContenderResult | undefined => results.find((r) => r.name === n && r.status === 'ok');
   const lines: string[] = ['', ...header, ''];
   const cols = [
@@ -909,6 +1057,27 @@ function report(header: string[], results: ContenderResult[], upstreamKind: Upst
       ]);
     }
   }
+  for (const [name, x] of [
+    ['wegate relay', relay?.relay],
+    ['wegate proxied-wecom', relay?.proxied],
+    ['direct-wecom', relay?.direct],
+  ] as const) {
+    if (!x) continue;
+    rows.push([
+      name,
+      'user/get c64',
+      fmt(x.rps, 0),
+      fmt(x.p50_ms, 2),
+      fmt(x.p99_ms, 2),
+      fmt(x.max_ms, 1),
+      fmt(x.cpu_us_per_req, 1),
+      fmt(x.proxy_cpu_pct, 0),
+      fmt(x.proxy_core_pct, 0),
+      fmt(x.load_core_pct, 0),
+      fmt(x.upstream_cpu_pct, 0),
+      x.problems.length ? `${x.error_total} !` : String(x.error_total),
+    ]);
+  }
   const widths = cols.map((_, i) => Math.max(...rows.filter((r) => r.length === cols.length).map((r) => (r[i] ?? '').length)));
   for (const row of rows) {
     if (row.length !== cols.length) lines.push(row.join('  '));
@@ -924,6 +1093,14 @@ function report(header: string[], results: ContenderResult[], upstreamKind: Upst
         for (const side of ['on', 'off'] as const) for (const p of scan?.[side].problems ?? []) lines.push(`  ! wegate scan ${side}: ${p}`);
     } else if (r.status === 'failed') lines.push(`${r.name}: FAILED\n  ${(r.reason ?? '').split('\n').join('\n  ')}`);
   }
+
+  for (const [name, x] of [
+    ['wegate relay', relay?.relay],
+    ['wegate proxied-wecom', relay?.proxied],
+    ['direct-wecom', relay?.direct],
+  ] as const)
+    for (const p of x?.problems ?? []) lines.push(`  ! ${name}: ${p}`);
+  for (const p of relay?.problems ?? []) lines.push(`  ! relay: ${p}`);
 
   const w = by('wegate');
   const n = by('nginx');
@@ -960,6 +1137,23 @@ function report(header: string[], results: ContenderResult[], upstreamKind: Upst
       on_cpu_us_per_req_rounds: scan.runs.on.map((x) => round(x.cpu_us_per_req, 2)),
       off_cpu_us_per_req_rounds: scan.runs.off.map((x) => round(x.cpu_us_per_req, 2)),
       errors: scan.on.error_total + scan.off.error_total,
+    },
+    relay_cpu_vs_proxy: ratio(relay?.relay?.cpu_us_per_req, cpuW),
+    relay_cpu_vs_tls_proxy: ratio(relay?.relay?.cpu_us_per_req, relay?.proxied?.cpu_us_per_req),
+    relay: relay && {
+      wecom_tls: args['relay-wecom'] !== 'http',
+      rps_c64: round(relay.relay?.rps, 0),
+      p99_ms: round(relay.relay?.p99_ms),
+      cpu_us_per_req: round(relay.relay?.cpu_us_per_req, 1),
+      proxied_rps_c64: round(relay.proxied?.rps, 0),
+      proxied_cpu_us_per_req: round(relay.proxied?.cpu_us_per_req, 1),
+      direct_rps_c64: round(relay.direct?.rps, 0),
+      direct_p99_ms: round(relay.direct?.p99_ms),
+      vs_direct_c64: ratio(relay.relay?.rps, relay.direct?.rps),
+      p99_added_ms: relay.relay && relay.direct ? round(relay.relay.p99_ms - relay.direct.p99_ms) : null,
+      fake_wecom_cpu_pct: round(relay.relay?.upstream_cpu_pct, 0),
+      errors: (relay.relay?.error_total ?? 0) + (relay.proxied?.error_total ?? 0) + (relay.direct?.error_total ?? 0),
+      problems: [...relay.problems, ...[relay.relay, relay.proxied, relay.direct].flatMap((x) => x?.problems ?? [])],
     },
     targets: {} as Record<string, boolean | null>,
     errors: Object.fromEntries(
@@ -1024,6 +1218,7 @@ function report(header: string[], results: ContenderResult[], upstreamKind: Upst
   t['rss_mb_lt_150'] = json.rss_mb === null ? null : json.rss_mb < TARGETS.rss_mb_max;
   t['scan_cpu_overhead_pct_le_3'] =
     json.scan_cpu_overhead_pct === null ? null : json.scan_cpu_overhead_pct <= TARGETS.scan_cpu_overhead_pct_max;
+  t['relay_cpu_vs_proxy_le_1.5'] = json.relay_cpu_vs_proxy === null ? null : json.relay_cpu_vs_proxy <= TARGETS.relay_cpu_vs_proxy_max;
 
   lines.push('');
   const show = (v: number | null, suffix = ''): string => (v === null ? 'n/a' : `${v}${suffix}`);
@@ -1038,6 +1233,13 @@ function report(header: string[], results: ContenderResult[], upstreamKind: Upst
     `wegate vs direct: small c64 ${show(json.wegate_vs_direct_small_c64, '×')}, large c64 ${show(json.wegate_vs_direct_large_c64, '×')}`,
   );
   lines.push(`minimal-undici vs nginx: small c64 ${show(json.minimal_undici_vs_nginx_small_c64, '×')}`);
+  if (json.relay) {
+    lines.push(
+      `API relay (user/get via the fake WeCom over ${args['relay-wecom'] === 'http' ? 'plain HTTP' : 'TLS'}, c64): ${show(json.relay.rps_c64, ' req/s')} vs direct ${show(json.relay.direct_rps_c64, ' req/s')} (${show(json.relay.vs_direct_c64, '×')}), ` +
+        `p99 added ${show(json.relay.p99_added_ms, ' ms')}, CPU/request ${show(json.relay.cpu_us_per_req, ' µs')} = ${show(json.relay_cpu_vs_proxy, '×')} the plain proxy route's (small c64), ` +
+        `${show(json.relay_cpu_vs_tls_proxy, '×')} a proxy route to the same fake (${show(json.relay.proxied_cpu_us_per_req, ' µs')})`,
+    );
+  }
   lines.push(
     `WeCom error scan, small c64: ${show(json.scan?.on_cpu_us_per_req ?? null, ' µs')} CPU/request on vs ${show(json.scan?.off_cpu_us_per_req ?? null, ' µs')} off ` +
       `(median of ${json.scan?.pairs ?? 0} ABBA pairs in one wegate process: ${show(json.scan_cpu_overhead_pct, ' %')}; from the totals ${show(json.scan?.total_overhead_pct ?? null, ' %')}); ` +

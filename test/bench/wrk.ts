@@ -53,6 +53,8 @@ export interface WrkOptions {
   core?: number | undefined;
   /** Where wrk's stdout/stderr go (kept for error messages). */
   logFile: string;
+  /** Extra request headers ("Name: value"), sent with every request (-H). */
+  headers?: readonly string[];
 }
 
 /** Run one wrk load (one thread) and parse its JSON summary. */
@@ -67,6 +69,7 @@ export async function runWrk(o: WrkOptions): Promise<WrkResult> {
     ...(o.host !== undefined ? ['-H', `Host: ${o.host}`] : []),
     '-s',
     o.script,
+    ...(o.headers ?? []).flatMap((h) => ['-H', h]),
     o.url,
   ];
   const p = start('wrk', 'wrk', args, { core: o.core, stdout: o.logFile, stderr: o.logFile });

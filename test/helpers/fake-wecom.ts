@@ -15,6 +15,7 @@
  */
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
+import { createServer as createPlainServer } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
@@ -129,7 +130,7 @@ const ERRMSG: Record<number, string> = {
 };
 
 export class FakeWecom {
-  readonly server: Server;
+  readonly server: Server | import('node:http').Server;
   readonly url: string;
   readonly port: number;
   readonly requests: RecordedRequest[] = [];
@@ -143,25 +144,35 @@ export class FakeWecom {
   readonly #sockets = new Set<Socket>();
   #seq = 0;
 
-  private constructor(server: Server, port: number) {
+  private constructor(server: Server | import('node:http').Server, port: number, tls: boolean) {
     this.server = server;
     this.port = port;
-    this.url = `https://127.0.0.1:${port}`;
+    this.url = `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
     this.#defaultRoutes();
   }
 
   /** Start on an ephemeral port on every address; closed in t.teardown. */
   static async start(t: Test): Promise<FakeWecom> {
-    const server = createServer({ key: readFileSync(join(TLS, 'upstream.key')), cert: readFileSync(join(TLS, 'upstream.pem')) });
-    server.listen(0, '::');
+    const fake = await FakeWecom.listen();
+    t.teardown(() => fake.close());
+    return fake;
+  }
+
+  /** Start on `port` (0 = ephemeral) on every address; the caller closes it (the bench runs it as its own process). */
+  static async listen(port = 0, opts: { tls?: boolean } = {}): Promise<FakeWecom> {
+    const tls = opts.tls ?? true;
+    // Plain HTTP only for the bench's attribution run (how much of the relay's cost is TLS).
+    const server = tls
+      ? createServer({ key: readFileSync(join(TLS, 'upstream.key')), cert: readFileSync(join(TLS, 'upstream.pem')) })
+      : createPlainServer();
+    server.listen(port, '::');
     await once(server, 'listening');
-    const fake = new FakeWecom(server, (server.address() as AddressInfo).port);
+    const fake = new FakeWecom(server, (server.address() as AddressInfo).port, tls);
     server.on('connection', (s: Socket) => {
       fake.#sockets.add(s);
       s.on('close', () => fake.#sockets.delete(s));
     });
     server.on('request', (req: IncomingMessage, res: ServerResponse) => fake.#handle(req, res));
-    t.teardown(() => fake.close());
     return fake;
   }
 
