@@ -20,6 +20,7 @@ import { type CertStore, createCertStore } from './server/tls.ts';
 import { createVerifyFiles } from './verify-files/index.ts';
 import { createDirectWecomEgress } from './wecom/api/direct-egress.ts';
 import { createWecomApi, type WecomApi, type WecomEgress } from './wecom/api/index.ts';
+import { type Callbacks, createCallbacks } from './wecom/callback/index.ts';
 
 export interface GatewayDeps {
   readonly logger: Logger;
@@ -86,6 +87,17 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
     const egress = deps.wecomEgress ?? wecomDirect?.egress;
     if (initial.wecom && egress) wecom = createWecomApi({ config: initial.wecom, egress, logger, metrics, incidents, env: deps.env ?? {} });
   } catch (e) {
+    await wecomDirect?.close();
+    throw e;
+  }
+  // The callback endpoints outlive generations (de-dup keys, deliveries in flight), like the client.
+  let callbacks: Callbacks | undefined;
+  try {
+    if (initial.wecom && initial.wecom.callbacks.length > 0) {
+      callbacks = createCallbacks({ config: initial.wecom, logger, metrics, env: deps.env ?? {}, ...(deps.now ? { now: deps.now } : {}) });
+    }
+  } catch (e) {
+    await wecom?.close();
     await wecomDirect?.close();
     throw e;
   }
@@ -175,6 +187,7 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
     },
     httpsPort: () => (httpsServer?.address() as AddressInfo | null)?.port,
     closing: () => closing,
+    ...(callbacks ? { callbacks } : {}),
   });
 
   const publicServers = () => [httpServer, httpsServer].filter((s): s is Server => s !== undefined);
@@ -324,6 +337,7 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
     await Promise.allSettled([site, ...retired].map((s) => s.proxy.close()));
     retired.clear();
     certStore?.close();
+    await callbacks?.close();
     await wecom?.close();
     await wecomDirect?.close();
     await egress.close();

@@ -10,6 +10,7 @@ import { hostProblem, type ListenAddress, normaliseHost, parseListenAddress, par
 import { isIP } from 'node:net';
 import { parseTarget } from '../core/http.ts';
 import { type Config, ConfigSchema } from './schema.ts';
+import { checkWecomCallbacks } from './wecom-callback-check.ts';
 import { checkWecom } from './wecom-check.ts';
 import {
   type CheckContext,
@@ -131,6 +132,7 @@ function checkConfig(data: unknown, ctx: CheckContext): void {
   checkEgress(data, ctx);
   normaliseHosts(data, ctx);
   checkWecom(data, ctx);
+  checkWecomCallbacks(data, ctx);
 }
 
 function checkListeners(data: Obj, ctx: CheckContext): void {

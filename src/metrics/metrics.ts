@@ -35,6 +35,10 @@ export interface Metrics {
   readonly egressIpMismatch: Gauge<'profile'>;
   /** IP-echo checks by profile and result (match, mismatch, no_expected_ip, error). */
   readonly egressChecks: Counter<'profile' | 'result'>;
+  /** WeCom callbacks by callback name and outcome (ok, bad_signature, bad_payload, duplicate, stale, refused, not_delivered). */
+  readonly wecomCallbacks: Counter<'callback' | 'outcome'>;
+  /** Deliveries of callbacks to the vendor, by callback name and result (ok, rejected, timeout, error). */
+  readonly wecomCallbackDeliveries: Counter<'callback' | 'result'>;
 }
 
 export interface MetricsOptions {
@@ -139,6 +143,18 @@ export function createMetrics({ registry, processMetrics = true }: MetricsOption
       name: 'wegate_egress_check_total',
       help: 'IP-echo checks of the egress profiles, by profile and result (match, mismatch, no_expected_ip, error).',
       labelNames: ['profile', 'result'],
+      registers,
+    }),
+    wecomCallbacks: new Counter({
+      name: 'wegate_wecom_callbacks_total',
+      help: 'WeCom callback requests, by callback and outcome (ok, bad_signature, bad_payload, duplicate, stale, refused, not_delivered).',
+      labelNames: ['callback', 'outcome'],
+      registers,
+    }),
+    wecomCallbackDeliveries: new Counter({
+      name: 'wegate_wecom_callback_deliveries_total',
+      help: 'Deliveries of decrypted callbacks to the vendor, by callback and result (ok, rejected = non-2xx, timeout, error).',
+      labelNames: ['callback', 'result'],
       registers,
     }),
   };
