@@ -467,6 +467,14 @@ export class CallbackSender {
   request(method: string, pathAndQuery: string, body?: string | Buffer, headers: Record<string, string> = {}): Promise<CallbackAnswer> {
     const url = new URL(this.options.origin);
     const timeout = this.options.answerTimeoutMs ?? 5_000;
+    const sent: Record<string, string> = {
+      host: this.options.host ?? url.host,
+      'user-agent': 'Mozilla/4.0',
+      ...(body !== undefined ? { 'content-type': 'text/xml', 'content-length': String(Buffer.byteLength(body)) } : {}),
+      ...headers,
+    };
+    // An empty value removes a default header (content-length for a chunked body).
+    for (const [k, v] of Object.entries(sent)) if (v === '') delete sent[k];
     return new Promise((resolve) => {
       let done = false;
       const finish = (a: CallbackAnswer) => {
@@ -482,12 +490,7 @@ export class CallbackSender {
         method,
         path: pathAndQuery,
         agent: false,
-        headers: {
-          host: this.options.host ?? url.host,
-          'user-agent': 'Mozilla/4.0',
-          ...(body !== undefined ? { 'content-type': 'text/xml', 'content-length': String(Buffer.byteLength(body)) } : {}),
-          ...headers,
-        },
+        headers: sent,
       });
       const timer = setTimeout(() => {
         req.destroy();
