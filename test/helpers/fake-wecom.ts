@@ -438,7 +438,12 @@ export class CallbackSender {
   /** base64 ciphertext of `message`; `pad` forces the padding (count bytes of `value`), `receiveId` another id. */
   encrypt(message: string, opts: { receiveId?: string; pad?: { count: number; value: number }; lengthField?: number } = {}): string {
     const msg = Buffer.from(message, 'utf8');
-    const plain = layout(randomBytes(16), msg, Buffer.from(opts.receiveId ?? this.options.receiveId, 'utf8'), opts.lengthField ?? msg.length);
+    const plain = layout(
+      randomBytes(16),
+      msg,
+      Buffer.from(opts.receiveId ?? this.options.receiveId, 'utf8'),
+      opts.lengthField ?? msg.length,
+    );
     return rawEncrypt(pad32(plain, opts.pad), this.#key);
   }
 

@@ -40,7 +40,8 @@ export async function startVendor(t: Test): Promise<Vendor> {
       const { status, body, delayMs } = vendor.behaviour;
       const answer = () => {
         const raw = Buffer.concat(chunks).toString('utf8');
-        if (status >= 200 && status < 300) vendor.deliveries.push({ headers: req.headers, raw, json: JSON.parse(raw) as Record<string, unknown> });
+        if (status >= 200 && status < 300)
+          vendor.deliveries.push({ headers: req.headers, raw, json: JSON.parse(raw) as Record<string, unknown> });
         res.writeHead(status, { 'content-type': body.startsWith('<') ? 'application/xml' : 'text/plain' });
         res.end(body);
       };
@@ -126,7 +127,12 @@ export async function startCallbackGateway(t: Test, setup: CallbackSetup = {}): 
 }
 
 /** The official sample's settings as a callback setup. */
-export const SAMPLE_SETUP: CallbackSetup = { token: SAMPLE.token, aesKey: SAMPLE.encodingAesKey, receiveIds: [SAMPLE.receiveId], maxAgeS: 0 };
+export const SAMPLE_SETUP: CallbackSetup = {
+  token: SAMPLE.token,
+  aesKey: SAMPLE.encodingAesKey,
+  receiveIds: [SAMPLE.receiveId],
+  maxAgeS: 0,
+};
 
 /** A text message in WeCom's layout. */
 export function textMessage(msgId: string, content: string, from = 'zhangsan', corp = CORP): string {

@@ -11,7 +11,10 @@ function postSigned(cg: CallbackGateway, encrypt: string, body: string, opts: { 
 }
 
 const outcomes = async (cg: CallbackGateway, outcome: string) =>
-  valueOf(parseExposition(await (await fetch(`http://127.0.0.1:${cg.gw.adminPort}/metrics`)).text()), 'wegate_wecom_callbacks_total', { callback: 'cb', outcome });
+  valueOf(parseExposition(await (await fetch(`http://127.0.0.1:${cg.gw.adminPort}/metrics`)).text()), 'wegate_wecom_callbacks_total', {
+    callback: 'cb',
+    outcome,
+  });
 
 t.test('callback POST: the official vector is verified, decrypted and delivered when the sample POST arrives', async (t) => {
   const cg = await startCallbackGateway(t, SAMPLE_SETUP);
@@ -67,7 +70,11 @@ t.test('callback POST: 400 naming the check when padding, base64 or the length f
 t.test('callback POST: 403 before decrypting when the signature is wrong, and the receiveid refused after it', async (t) => {
   const cg = await startCallbackGateway(t);
   const encrypt = cg.sender.encrypt(textMessage('8', 'x'));
-  const bad = await cg.sender.request('POST', `${cg.path}?${cg.sender.query(encrypt, { signature: '0'.repeat(40) })}`, cg.sender.envelope(encrypt));
+  const bad = await cg.sender.request(
+    'POST',
+    `${cg.path}?${cg.sender.query(encrypt, { signature: '0'.repeat(40) })}`,
+    cg.sender.envelope(encrypt),
+  );
   t.equal(bad.status, 403);
   t.match(JSON.parse(bad.body), { error: 'WG_CALLBACK_BAD_SIGNATURE' });
   const other = cg.sender.encrypt(textMessage('9', 'x'), { receiveId: 'wwNotOurs' });
@@ -128,7 +135,10 @@ t.test('callback POST: 413 when the body is larger than max_body_bytes, by Conte
   const big = `<xml><Encrypt>${'A'.repeat(300 * 1024)}</Encrypt></xml>`;
   const a = await cg.sender.request('POST', `${cg.path}?${cg.sender.query('x')}`, big);
   t.equal(a.status, 413);
-  const chunked = await cg.sender.request('POST', `${cg.path}?${cg.sender.query('x')}`, big, { 'content-length': '', 'transfer-encoding': 'chunked' });
+  const chunked = await cg.sender.request('POST', `${cg.path}?${cg.sender.query('x')}`, big, {
+    'content-length': '',
+    'transfer-encoding': 'chunked',
+  });
   t.equal(chunked.status, 413);
   t.equal(cg.vendor.requests, 0);
 });
@@ -146,7 +156,9 @@ t.test('callback POST: a trickled body is taken when it completes, and refused w
       sock.on('data', (d) => (out += d));
       sock.on('close', () => resolve(out));
       sock.on('error', () => resolve(out));
-      sock.write(`POST ${cg.path}?${q} HTTP/1.1\r\nHost: a.example\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n`);
+      sock.write(
+        `POST ${cg.path}?${q} HTTP/1.1\r\nHost: a.example\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n`,
+      );
       let i = 0;
       const step = () => {
         if (stallAfter !== undefined && i >= stallAfter) return;
