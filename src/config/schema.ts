@@ -204,7 +204,7 @@ export const WecomCallbackSchema = Type.Object(
         'app: 自建应用 / 代开发应用 接收消息 (answered with an empty 200 or an encrypted passive reply); suite: 指令回调 of a third-party suite or 代开发 template (answered "success"); data: 数据回调 of a third-party app.',
     }),
     path: Type.String({
-      pattern: '^(/[A-Za-z0-9._~!$&\'()*+,;=:@-]+)+/?$',
+      pattern: '^(/(?!\\.\\.?(/|$))[A-Za-z0-9._~!$&\'()*+,;=:@-]+)+/?$',
       patternErrorMessage: 'must be an absolute path such as "/wecom/ecard/callback" (no query, no dot-segments, no percent-escapes)',
       description: 'The path of the callback URL entered in the WeCom console; answered on every host, never proxied, never behind login.',
     }),
