@@ -19,6 +19,7 @@ import { createLogDestination, createLogger, type Logger, redactText } from '../
 import { type CertFileToCheck, checkCertificateFiles } from '../server/tls-check.ts';
 import { checkEgressHost, EgressError } from '../egress/index.ts';
 import { parseCommand, USAGE } from './args.ts';
+import { runWecomDecrypt } from './wecom-decrypt.ts';
 
 const EXIT_OK = 0;
 const EXIT_FAILURE = 1;
@@ -59,6 +60,17 @@ async function main(): Promise<number | undefined> {
     }
     case 'serve':
       return serve(resolve(cmd.configFile));
+    case 'wecom-decrypt':
+      return runWecomDecrypt(cmd.argv, {
+        env: process.env,
+        out: (s) => process.stdout.write(s),
+        err: (s) => process.stderr.write(s),
+        readStdin: async () => {
+          const chunks: Buffer[] = [];
+          for await (const c of process.stdin) chunks.push(c as Buffer);
+          return Buffer.concat(chunks).toString('utf8');
+        },
+      });
   }
 }
 

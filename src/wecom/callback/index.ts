@@ -91,7 +91,7 @@ export interface CallbacksDeps {
 }
 
 /** The accepted receiveids of a callback: its app's corp id, its suite's id, receive_ids. */
-function receiveIdsOf(cb: WecomCallbackConfig, wecom: WecomConfig): string[] {
+export function receiveIdsOf(cb: WecomCallbackConfig, wecom: WecomConfig): string[] {
   const ids = [...cb.receive_ids];
   if (cb.app !== undefined) {
     const app = wecom.apps.find((a) => a.name === cb.app);
@@ -108,7 +108,7 @@ function receiveIdsOf(cb: WecomCallbackConfig, wecom: WecomConfig): string[] {
 }
 
 /** Read a Token / EncodingAESKey and check its format; the error names the key and the source, never the value. */
-function readCallbackSecret(
+export function readCallbackSecret(
   label: string,
   ref: WecomCallbackConfig['token'],
   env: CallbacksDeps['env'],
