@@ -238,10 +238,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
 
     // WeCom callbacks: one Map lookup on the exact path; answered on every host and scheme, never proxied.
     const callback = callbacks?.match(ctx.path);
-    if (callback !== undefined) {
-      if (expectContinue) res.writeContinue();
-      return (callbacks as CallbackStage).handle(req, res, ctx, callback);
-    }
+    if (callback !== undefined) return (callbacks as CallbackStage).handle(req, res, ctx, callback, expectContinue);
 
     if (!secure && site.redirectHttp) return redirect(req, res, ctx, site);
 

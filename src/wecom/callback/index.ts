@@ -67,7 +67,8 @@ export interface CallbackEndpoint {
 /** The pipeline stage: an exact-path Map lookup, then the handler. */
 export interface CallbackStage {
   match(path: string): CallbackEndpoint | undefined;
-  handle(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, endpoint: CallbackEndpoint): void;
+  /** `expectContinue`: the request waits for `100 Continue`, sent only when its size is acceptable. */
+  handle(req: IncomingMessage, res: ServerResponse, ctx: RequestContext, endpoint: CallbackEndpoint, expectContinue: boolean): void;
 }
 
 export interface Callbacks extends CallbackStage {
@@ -298,7 +299,10 @@ export function createCallbacks(deps: CallbacksDeps): Callbacks {
     let delivery = inflight.get(key);
     const first = delivery === undefined;
     if (delivery === undefined) {
-      delivery = deliverer.deliver(e.target, {
+      // The deadline counts from the request's arrival: WeCom waits 5 s (1 s for suite callbacks) in all.
+      const elapsedMs = Number(process.hrtime.bigint() - ctx.startedAt) / 1e6;
+      const timeoutMs = Math.floor(e.target.timeoutMs - elapsedMs);
+      const message = {
         callback: e.name,
         kind: e.kind,
         idempotencyKey: key,
@@ -307,6 +311,15 @@ export function createCallbacks(deps: CallbacksDeps): Callbacks {
         receiveId: d.receiveId,
         fields: f,
         xml: d.message,
+      };
+      // The key is recorded before the delivery leaves `inflight`: a retry sees one or the other, never neither.
+      delivery = (
+        timeoutMs < 1
+          ? Promise.resolve<DeliveryResult>({ ok: false, result: 'timeout', detail: 'no time left before WeCom gives up' })
+          : deliverer.deliver({ ...e.target, timeoutMs }, message)
+      ).then(async (r) => {
+        if (r.ok) await dedupe.add(key);
+        return r;
       });
       inflight.set(key, delivery);
       const done = delivery.finally(() => {
@@ -325,7 +338,6 @@ export function createCallbacks(deps: CallbacksDeps): Callbacks {
       );
       return sendError(req, res, ctx, 'WG_CALLBACK_NOT_DELIVERED');
     }
-    if (first) await dedupe.add(key);
     count(e, first ? 'ok' : 'duplicate');
     logger.info({ ...log, outcome: first ? 'ok' : 'duplicate' }, 'wecom callback delivered');
     acknowledge(req, res, ctx, e, first ? result.reply : '', d.receiveId);
@@ -370,7 +382,7 @@ export function createCallbacks(deps: CallbacksDeps): Callbacks {
       req.on('aborted', onAbort);
     });
 
-  const handle = (req: IncomingMessage, res: ServerResponse, ctx: RequestContext, e: CallbackEndpoint) => {
+  const handle = (req: IncomingMessage, res: ServerResponse, ctx: RequestContext, e: CallbackEndpoint, expectContinue: boolean) => {
     ctx.route = e.route;
     if (req.method === 'GET') return verifyUrl(req, res, ctx, e);
     if (req.method !== 'POST') {
@@ -381,6 +393,7 @@ export function createCallbacks(deps: CallbacksDeps): Callbacks {
     if (cl !== undefined && Number(cl) > e.maxBodyBytes) {
       return refuse(req, res, ctx, e, 'bad_payload', 'WG_BODY_TOO_LARGE', `content-length above ${e.maxBodyBytes}`);
     }
+    if (expectContinue) res.writeContinue();
     const work = readBody(req, res, ctx, e)
       .then((body) => (body === undefined ? undefined : receive(req, res, ctx, e, body)))
       .catch((err: unknown) => {

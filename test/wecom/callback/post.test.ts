@@ -1,6 +1,7 @@
 /** Messages and events (POST): what is refused, and why, before anything reaches the vendor. */
 import { connect } from 'node:net';
 import t from 'tap';
+import { raw, startUpstream } from '../../helpers/gateway.ts';
 import { parseExposition, valueOf } from '../../helpers/prom-text.ts';
 import { SAMPLE } from '../crypto/helpers.ts';
 import { CORP, type CallbackGateway, SAMPLE_SETUP, startCallbackGateway, TOKEN, textMessage } from './helpers.ts';
@@ -201,4 +202,38 @@ t.test('callback POST: logs carry callback, event and MsgId but never the Token,
   const text = cg.gw.logs.text();
   for (const secret of [TOKEN, content, 'abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG']) t.notOk(text.includes(secret));
   t.notOk(/[A-Za-z0-9+/]{60,}={0,2}/.test(text), 'no ciphertext');
+});
+
+t.test(
+  'callback POST: no 100 Continue for a body over the limit, and one for an acceptable body, when the client expects it',
+  async (t) => {
+    const cg = await startCallbackGateway(t);
+    const big = await raw(
+      cg.gw.httpPort,
+      `POST ${cg.path}?${cg.sender.query('x')} HTTP/1.1\r\nHost: a.example\r\nExpect: 100-continue\r\nContent-Length: 999999\r\n\r\n`,
+      1000,
+    );
+    t.match(big, /^HTTP\/1\.1 413 /, 'refused before the body is sent');
+    t.notMatch(big, /100 Continue/);
+    const encrypt = cg.sender.encrypt(textMessage('16', 'continue'));
+    const body = cg.sender.envelope(encrypt);
+    const ok = await raw(cg.gw.httpPort, [
+      `POST ${cg.path}?${cg.sender.query(encrypt)} HTTP/1.1\r\nHost: a.example\r\nExpect: 100-continue\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n`,
+      body,
+    ]);
+    t.match(ok, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 /);
+    t.equal(cg.vendor.deliveries.length, 1);
+  },
+);
+
+t.test('callback POST: a WebSocket handshake on a callback path is refused, never proxied, when a catch-all route exists', async (t) => {
+  const up = await startUpstream(t);
+  const cg = await startCallbackGateway(t, { config: { routes: [{ upstream: up.url }] } });
+  const r = await raw(
+    cg.gw.httpPort,
+    `GET ${cg.path} HTTP/1.1\r\nHost: a.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
+    1000,
+  );
+  t.match(r, /^HTTP\/1\.1 405 /);
+  t.equal(up.seen.length, 0);
 });
