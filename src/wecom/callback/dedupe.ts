@@ -37,6 +37,8 @@ export function createMemoryDedupe(options: MemoryDedupeOptions): DedupeKeys {
     max: options.max,
     ttl: options.ttlMs,
     ttlAutopurge: false,
+    // No cached clock reading (lru-cache's default caches it for 1 ms with a timer): the injected clock decides.
+    ttlResolution: 0,
     ...(now ? { perf: { now } } : {}),
   });
   return {
