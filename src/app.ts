@@ -32,6 +32,7 @@ import { createDirectWecomEgress } from './wecom/api/direct-egress.ts';
 import { createWecomApi, type WecomApi, type WecomEgress } from './wecom/api/index.ts';
 import { createProfileWecomEgress } from './wecom/api/profile-egress.ts';
 import { createRelay, createRelayLimiter, createRelayTunnel, type RelayClients, type RelayTunnel } from './wecom/relay/index.ts';
+import { type Callbacks, createCallbacks } from './wecom/callback/index.ts';
 
 export interface GatewayDeps {
   readonly logger: Logger;
@@ -111,6 +112,8 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
   // Relay state that outlives a generation: the rate-limit buckets and the CONNECT listener.
   const relayLimiter = createRelayLimiter();
   let relayTunnel: RelayTunnel | undefined;
+  // The callback endpoints outlive generations (de-dup keys, deliveries in flight), like the client.
+  let callbacks: Callbacks | undefined;
 
   const httpsServers = new Set<Server>();
   const makeCertStore = (c: Config): Promise<CertStore> | undefined => {
@@ -201,7 +204,11 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
       if (initial.wecom.probe.enabled)
         readiness = createReadiness({ wecom, metrics, logger, clock, intervalMs: initial.wecom.probe.interval_ms });
     }
+    if (initial.wecom && initial.wecom.callbacks.length > 0) {
+      callbacks = createCallbacks({ config: initial.wecom, logger, metrics, env: deps.env ?? {}, ...(deps.now ? { now: deps.now } : {}) });
+    }
   } catch (e) {
+    await wecom?.close();
     await wecomDirect?.close();
     await egress.close();
     throw e;
@@ -257,6 +264,7 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
     },
     httpsPort: () => (httpsServer?.address() as AddressInfo | null)?.port,
     closing: () => closing,
+    ...(callbacks ? { callbacks } : {}),
   });
 
   const publicServers = () => [httpServer, httpsServer].filter((s): s is Server => s !== undefined);
@@ -442,6 +450,7 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
     certStore?.close();
     readiness?.close();
     await relayTunnel?.close();
+    await callbacks?.close();
     await wecom?.close();
     await wecomDirect?.close();
     await egress.close();

@@ -7,6 +7,7 @@ export type Command =
   | { kind: 'serve' | 'check'; configFile: string }
   | { kind: 'doctor'; configFile: string; json: boolean }
   | { kind: 'schema' }
+  | { kind: 'wecom-decrypt'; argv: readonly string[] }
   | { kind: 'help' }
   | { kind: 'version' }
   | { kind: 'usage-error'; message: string };
@@ -22,6 +23,7 @@ Usage / 用法:
   wegate doctor [--config FILE] [--json]
                                   check this host, the upstreams and WeCom (企业可信IP) for real  实际检查本机、后端与企业微信
   wegate schema                   print the config JSON Schema (for editors)  输出配置文件的 JSON Schema
+  wegate wecom decrypt …          check and decrypt a captured callback (see wegate wecom decrypt --help)  检查并解密抓取的回调请求
   wegate --help | --version
 
 Options:
@@ -35,6 +37,11 @@ Exit codes: 0 ok, 1 runtime failure or a doctor check failed, 2 usage error, 78 
 
 /** Parse argv (without node and script) and the environment into a command. */
 export function parseCommand(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): Command {
+  // The wecom verbs parse their own options (cli/wecom-decrypt.ts).
+  if (argv[0] === 'wecom') {
+    if (argv[1] === 'decrypt') return { kind: 'wecom-decrypt', argv: argv.slice(2) };
+    return { kind: 'usage-error', message: `unknown wecom command "${argv[1] ?? ''}" (expected decrypt)` };
+  }
   let parsed: ReturnType<typeof parseArgs<{ options: typeof options; allowPositionals: true; args: string[] }>>;
   const options = {
     config: { type: 'string', short: 'c' },

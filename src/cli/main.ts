@@ -20,6 +20,7 @@ import { type CertFileToCheck, checkCertificateFiles } from '../server/tls-check
 import { formatDoctorReport, invalidConfigReport, runDoctor } from '../diagnostics/doctor/index.ts';
 import { checkEgressHost, EgressError } from '../egress/index.ts';
 import { parseCommand, USAGE } from './args.ts';
+import { runWecomDecrypt } from './wecom-decrypt.ts';
 
 const EXIT_OK = 0;
 const EXIT_FAILURE = 1;
@@ -70,6 +71,17 @@ async function main(): Promise<number | undefined> {
     }
     case 'serve':
       return serve(resolve(cmd.configFile));
+    case 'wecom-decrypt':
+      return runWecomDecrypt(cmd.argv, {
+        env: process.env,
+        out: (s) => process.stdout.write(s),
+        err: (s) => process.stderr.write(s),
+        readStdin: async () => {
+          const chunks: Buffer[] = [];
+          for await (const c of process.stdin) chunks.push(c as Buffer);
+          return Buffer.concat(chunks).toString('utf8');
+        },
+      });
   }
 }
 

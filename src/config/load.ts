@@ -11,6 +11,7 @@ import { isIP } from 'node:net';
 import { parseTarget } from '../core/http.ts';
 import { type Config, ConfigSchema } from './schema.ts';
 import { checkRelay } from './relay-check.ts';
+import { checkWecomCallbacks } from './wecom-callback-check.ts';
 import { checkWecom, checkWecomErrors } from './wecom-check.ts';
 import {
   type CheckContext,
@@ -134,6 +135,7 @@ function checkConfig(data: unknown, ctx: CheckContext): void {
   checkWecom(data, ctx);
   checkWecomErrors(data, ctx);
   checkRelay(data, ctx);
+  checkWecomCallbacks(data, ctx);
 }
 
 function checkListeners(data: Obj, ctx: CheckContext): void {

@@ -197,6 +197,71 @@ export const WecomSuiteSchema = Type.Object(
   { additionalProperties: false, description: 'A third-party suite or 代开发 template (its suite_ticket arrives through the callbacks).' },
 );
 
+/** Where one WeCom callback URL delivers what it receives (issue 12 item 5). */
+export const WecomCallbackDeliverSchema = Type.Object(
+  {
+    mode: Type.Union([Type.Literal('sync'), Type.Literal('queue')], {
+      default: 'sync',
+      description:
+        'sync: forwarded at once, WeCom answered with the upstream\'s reply (or not acknowledged when the upstream fails, so WeCom retries); queue: not available in this release.',
+    }),
+    url: Type.String({
+      pattern: '^[Hh][Tt][Tt][Pp][Ss]?://[^/?#\\s]+(/[^#\\s]*)?$',
+      patternErrorMessage: 'must be an absolute http(s) URL such as "http://10.0.0.8:8080/wecom/callback"',
+      description: 'The vendor endpoint that receives the decrypted callbacks as signed JSON (POST).',
+    }),
+    secret: { ...SecretRefSchema, description: 'HMAC-SHA256 key shared with the vendor: signs X-Wegate-Signature.' },
+    timeout_ms: Type.Optional(
+      Type.Integer({
+        minimum: 100,
+        maximum: 4_500,
+        description: 'Deadline of the upstream\'s answer; default 4000 for app callbacks, 800 for suite callbacks (WeCom wants "success" within 1000 ms).',
+      }),
+    ),
+    max_response_bytes: Type.Integer({ minimum: 1024, maximum: 1024 * 1024, default: 64 * 1024, description: 'A larger upstream answer is a failed delivery.' }),
+  },
+  { additionalProperties: false, description: 'Delivery of the decrypted callbacks to the vendor.' },
+);
+
+/** One callback URL (接收消息 / 指令回调 / 数据回调) whose requests wegate verifies, decrypts and delivers. */
+export const WecomCallbackSchema = Type.Object(
+  {
+    name: WecomName,
+    kind: Type.Union([Type.Literal('app'), Type.Literal('suite'), Type.Literal('data')], {
+      default: 'app',
+      description:
+        'app: 自建应用 / 代开发应用 接收消息 (answered with an empty 200 or an encrypted passive reply); suite: 指令回调 of a third-party suite or 代开发 template (answered "success"); data: 数据回调 of a third-party app.',
+    }),
+    path: Type.String({
+      pattern: '^(/(?!\\.\\.?(/|$))[A-Za-z0-9._~!$&\'()*+,;=:@-]+)+/?$',
+      patternErrorMessage: 'must be an absolute path such as "/wecom/ecard/callback" (no query, no dot-segments, no percent-escapes)',
+      description: 'The path of the callback URL entered in the WeCom console; answered on every host, never proxied, never behind login.',
+    }),
+    app: Type.Optional(Type.String({ ...WecomName, description: 'A wecom.apps entry: its corp id is accepted as receiveid.' })),
+    suite: Type.Optional(Type.String({ ...WecomName, description: 'A wecom.suites entry: its suite_id (template id) is accepted as receiveid.' })),
+    receive_ids: Type.Array(
+      Type.String({ pattern: '^[A-Za-z0-9_-]{0,64}$', patternErrorMessage: 'must be a corp id, suite id or template id' }),
+      {
+        default: [],
+        description:
+          'Further accepted receiveids: the authorising corp ids of a data callback, the 服务商\'s own corp id (WeCom uses it for the URL check of 服务商-side URLs). Case-sensitive.',
+      },
+    ),
+    token: { ...SecretRefSchema, description: 'The callback Token (1..32 letters/digits) from the console, from a file or env.' },
+    encoding_aes_key: { ...SecretRefSchema, description: 'The callback EncodingAESKey (43 characters) from the console, from a file or env.' },
+    max_age_s: Type.Integer({
+      minimum: 0,
+      maximum: 86_400,
+      default: 600,
+      description: 'A POST whose timestamp is further than this from the clock is refused as stale (0 = no window; WeCom documents none).',
+    }),
+    max_body_bytes: Type.Integer({ minimum: 1024, maximum: 1024 * 1024, default: 256 * 1024, description: 'Larger POST bodies get 413.' }),
+    dedupe_ttl_s: Type.Integer({ minimum: 30, maximum: 86_400, default: 900, description: 'How long a delivered message is remembered to drop WeCom\'s retries of it.' }),
+    deliver: WecomCallbackDeliverSchema,
+  },
+  { additionalProperties: false, description: 'A WeCom callback URL answered by wegate.' },
+);
+
 export const WecomSchema = Type.Object(
   {
     api_base: Type.String({
@@ -250,6 +315,7 @@ export const WecomSchema = Type.Object(
     ),
     apps: Type.Array(WecomAppSchema, { default: [], description: 'WeCom apps whose API wegate calls.' }),
     suites: Type.Array(WecomSuiteSchema, { default: [], description: 'Third-party suites and 代开发 templates.' }),
+    callbacks: Type.Array(WecomCallbackSchema, { default: [], description: 'Callback URLs (接收消息 / 指令回调 / 数据回调) wegate answers.' }),
   },
   { additionalProperties: false, description: 'The WeCom API client: apps, suites, the egress profile WeCom calls use.' },
 );
@@ -523,6 +589,7 @@ export type WecomConfig = Static<typeof WecomSchema>;
 export type WecomAppConfig = Static<typeof WecomAppSchema>;
 export type WecomSuiteConfig = Static<typeof WecomSuiteSchema>;
 export type SecretRef = Static<typeof SecretRefSchema>;
+export type WecomCallbackConfig = Static<typeof WecomCallbackSchema>;
 export type EgressProfileConfig = Static<typeof EgressProfileSchema>;
 export type StateConfig = Static<typeof StateSchema>;
 export type RelayConfig = Static<typeof RelaySchema>;

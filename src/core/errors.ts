@@ -94,6 +94,22 @@ export const ERRORS = {
     en: 'Only the WeCom API host can be reached through this tunnel',
     zh: '此隧道只能连接企业微信接口域名',
   },
+  WG_CALLBACK_BAD_PAYLOAD: {
+    status: 400,
+    en: 'The callback request is malformed (query, XML or a missing field)',
+    zh: '回调请求格式错误（查询参数、XML 或缺少字段）',
+  },
+  WG_CALLBACK_STALE: {
+    status: 403,
+    en: 'The callback timestamp is outside the accepted window',
+    zh: '回调时间戳超出允许的时间窗口',
+  },
+  WG_CALLBACK_METHOD: { status: 405, en: 'A callback URL accepts only GET and POST', zh: '回调地址只接受 GET 和 POST 请求' },
+  WG_CALLBACK_NOT_DELIVERED: {
+    status: 503,
+    en: 'The callback could not be handed to the service behind this gateway; WeCom will retry',
+    zh: '回调未能交付给后端服务，企业微信将会重试',
+  },
   WG_SHUTTING_DOWN: { status: 503, en: 'The gateway is restarting, please retry', zh: '网关正在重启，请稍后重试' },
   WG_TOO_MANY_CONNECTIONS: { status: 503, en: 'Too many connections, please retry later', zh: '连接数过多，请稍后重试' },
   WG_INTERNAL: { status: 500, en: 'Internal gateway error', zh: '网关内部错误' },

@@ -44,6 +44,10 @@ export interface Metrics {
   /** CONNECT tunnel attempts by client name ("-" before authentication) and result. */
   readonly relayTunnels: Counter<'client' | 'result'>;
   readonly relayTunnelsOpen: Gauge;
+  /** WeCom callbacks by callback name and outcome (ok, bad_signature, bad_payload, duplicate, stale, refused, not_delivered). */
+  readonly wecomCallbacks: Counter<'callback' | 'outcome'>;
+  /** Deliveries of callbacks to the vendor, by callback name and result (ok, rejected, timeout, error). */
+  readonly wecomCallbackDeliveries: Counter<'callback' | 'result'>;
 }
 
 export interface MetricsOptions {
@@ -177,6 +181,18 @@ export function createMetrics({ registry, processMetrics = true }: MetricsOption
     relayTunnelsOpen: new Gauge({
       name: 'wegate_relay_tunnels_open',
       help: 'CONNECT tunnels currently open.',
+      registers,
+    }),
+    wecomCallbacks: new Counter({
+      name: 'wegate_wecom_callbacks_total',
+      help: 'WeCom callback requests, by callback and outcome (ok, bad_signature, bad_payload, duplicate, stale, refused, not_delivered).',
+      labelNames: ['callback', 'outcome'],
+      registers,
+    }),
+    wecomCallbackDeliveries: new Counter({
+      name: 'wegate_wecom_callback_deliveries_total',
+      help: 'Deliveries of decrypted callbacks to the vendor, by callback and result (ok, rejected = non-2xx, timeout, error).',
+      labelNames: ['callback', 'result'],
       registers,
     }),
   };

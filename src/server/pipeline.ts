@@ -17,6 +17,7 @@ import { ServerResponse, STATUS_CODES } from '../core/node-http.ts';
 import { type Metrics, statusClass } from '../metrics/metrics.ts';
 import type { Proxy as RouteProxy } from '../proxy/index.ts';
 import type { VerifyFiles } from '../verify-files/index.ts';
+import type { CallbackStage } from '../wecom/callback/index.ts';
 import { clientIp, kOverLimit } from './connection-limit.ts';
 import type { GatewayPaths } from './gateway-paths.ts';
 import { checkHost } from './host.ts';
@@ -45,6 +46,8 @@ export interface PipelineDeps {
   httpsPort(): number | undefined;
   /** True once graceful shutdown began: responses then carry `Connection: close`. */
   closing(): boolean;
+  /** The WeCom callback paths (exact match, every host, before the redirect and routing). */
+  readonly callbacks?: CallbackStage;
 }
 
 export interface Pipeline {
@@ -103,7 +106,7 @@ function loneChunked(te: string): boolean {
 
 /** Build the public-listener request pipeline. */
 export function createPipeline(deps: PipelineDeps): Pipeline {
-  const { metrics } = deps;
+  const { metrics, callbacks } = deps;
   // The access line has a fixed, flat shape: a pre-built writer (no pino hooks, serializers or
   // redaction paths per request); it redacts secret query parameters in the URL itself.
   const accessLog = createAccessLog(deps.logger);
@@ -237,6 +240,9 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
       return;
     }
 
+    // WeCom callbacks: one Map lookup on the exact path; answered on every host and scheme, never proxied.
+    const callback = callbacks?.match(ctx.path);
+    if (callback !== undefined) return (callbacks as CallbackStage).handle(req, res, ctx, callback, expectContinue);
     // wegate's own paths (reserved prefix, never proxied): one startsWith for every other request.
     if (ctx.path.startsWith(site.gateway.prefix)) return site.gateway.handle(req, res, ctx, expectContinue);
 
@@ -349,6 +355,7 @@ export function createPipeline(deps: PipelineDeps): Pipeline {
     if ((socket as TrackedSocket)[kOverLimit] === true) return answer('WG_TOO_MANY_CONNECTIONS');
     if (ctx.errorCode !== undefined) return answer(ctx.errorCode);
     if (deps.closing()) return answer('WG_SHUTTING_DOWN');
+    if (callbacks?.match(ctx.path) !== undefined) return answer('WG_CALLBACK_METHOD');
     if (!secure && site.redirectHttp) {
       const res = socketResponse(req, socket);
       res.setHeader('x-request-id', id);

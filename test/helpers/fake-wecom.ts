@@ -13,14 +13,16 @@
  * - records every request (path, query with secret values masked, body keys, source address, the app
  *   it matched) and counts calls per path.
  */
+import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { createServer as createPlainServer } from 'node:http';
 import { createServer, type Server } from 'node:https';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { type IncomingMessage, request as httpRequest, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { join } from 'node:path';
 import type { Test } from 'tap';
+import { aesKey, layout, pad32, rawDecrypt, rawEncrypt } from '../wecom/crypto/helpers.ts';
 
 const TLS = join(import.meta.dirname, '../fixtures/tls');
 
@@ -386,5 +388,170 @@ export class FakeWecom {
     };
     res.write('{"errcode":0,"pad":"');
     pump();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The callback sender: WeCom's side of 接收消息 / 指令回调 / 数据回调. It encrypts with the test-only
+// raw-key AES of test/wecom/crypto/helpers.ts (never src/wecom/crypto) and POSTs like WeCom: it waits
+// `answerTimeoutMs` (5 s) for an answer, and without a 200 it tries again, up to `retries` (3) more
+// times, each attempt `retryIntervalMs` after the previous one started (WeCom: right after its 5 s).
+
+export interface CallbackSenderOptions {
+  /** http://host:port of the listener; the sender adds `path` and the query. */
+  readonly origin: string;
+  readonly path: string;
+  readonly token: string;
+  readonly encodingAesKey: string;
+  /** The receiveid WeCom encrypts for (corp id, suite id …). */
+  readonly receiveId: string;
+  /** Host header (default the origin's). */
+  readonly host?: string;
+  /** How long WeCom waits for an answer (default 5000 ms). */
+  readonly answerTimeoutMs?: number;
+  /** Retries after the first attempt (default 3: "总共重试三次", so up to four deliveries). */
+  readonly retries?: number;
+  /** From one attempt's start to the next one's (default 5000 ms, WeCom's timing). */
+  readonly retryIntervalMs?: number;
+  /** Wall clock, seconds (the timestamp parameter). */
+  readonly nowS?: () => number;
+}
+
+/** One answer WeCom got (status 0 = no answer within the timeout or a network error). */
+export interface CallbackAnswer {
+  readonly status: number;
+  readonly body: string;
+  readonly headers: Record<string, string | string[] | undefined>;
+}
+
+export interface SentCallback {
+  readonly attempts: CallbackAnswer[];
+  /** True when one attempt got a 200. */
+  readonly acked: boolean;
+  readonly last: CallbackAnswer;
+}
+
+export class CallbackSender {
+  readonly options: CallbackSenderOptions;
+  readonly #key: Buffer;
+  /** Every answer WeCom got, in order. */
+  readonly answers: CallbackAnswer[] = [];
+
+  constructor(options: CallbackSenderOptions) {
+    this.options = options;
+    this.#key = aesKey(options.encodingAesKey);
+  }
+
+  /** WeCom's msg_signature: sha1 of the sorted token, timestamp, nonce and ciphertext. */
+  sign(timestamp: string, nonce: string, ciphertext: string): string {
+    return createHash('sha1').update([this.options.token, timestamp, nonce, ciphertext].sort().join('')).digest('hex');
+  }
+
+  /** base64 ciphertext of `message`; `pad` forces the padding (count bytes of `value`), `receiveId` another id. */
+  encrypt(message: string, opts: { receiveId?: string; pad?: { count: number; value: number }; lengthField?: number } = {}): string {
+    const msg = Buffer.from(message, 'utf8');
+    const plain = layout(
+      randomBytes(16),
+      msg,
+      Buffer.from(opts.receiveId ?? this.options.receiveId, 'utf8'),
+      opts.lengthField ?? msg.length,
+    );
+    return rawEncrypt(pad32(plain, opts.pad), this.#key);
+  }
+
+  /** The message inside a passive reply's Encrypt (checks nothing but the layout). */
+  decrypt(ciphertext: string): { message: string; receiveId: string } {
+    const plain = rawDecrypt(ciphertext, this.#key);
+    const pad = plain[plain.length - 1] as number;
+    const len = plain.readUInt32BE(16);
+    return { message: plain.toString('utf8', 20, 20 + len), receiveId: plain.toString('utf8', 20 + len, plain.length - pad) };
+  }
+
+  timestamp(): string {
+    return String(this.options.nowS ? this.options.nowS() : Math.floor(Date.now() / 1000));
+  }
+
+  /** The query of a signed request over `ciphertext` (echostr added for a URL check, encoded once). */
+  query(ciphertext: string, opts: { echostr?: boolean; timestamp?: string; nonce?: string; signature?: string } = {}): string {
+    const timestamp = opts.timestamp ?? this.timestamp();
+    const nonce = opts.nonce ?? String(randomBytes(4).readUInt32BE(0));
+    const sig = opts.signature ?? this.sign(timestamp, nonce, ciphertext);
+    const q = `msg_signature=${sig}&timestamp=${timestamp}&nonce=${nonce}`;
+    return opts.echostr ? `${q}&echostr=${encodeURIComponent(ciphertext)}` : q;
+  }
+
+  /** One request, answered or not within answerTimeoutMs. */
+  request(method: string, pathAndQuery: string, body?: string | Buffer, headers: Record<string, string> = {}): Promise<CallbackAnswer> {
+    const url = new URL(this.options.origin);
+    const timeout = this.options.answerTimeoutMs ?? 5_000;
+    const sent: Record<string, string> = {
+      host: this.options.host ?? url.host,
+      'user-agent': 'Mozilla/4.0',
+      ...(body !== undefined ? { 'content-type': 'text/xml', 'content-length': String(Buffer.byteLength(body)) } : {}),
+      ...headers,
+    };
+    // An empty value removes a default header (content-length for a chunked body).
+    for (const [k, v] of Object.entries(sent)) if (v === '') delete sent[k];
+    return new Promise((resolve) => {
+      let done = false;
+      const finish = (a: CallbackAnswer) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        this.answers.push(a);
+        resolve(a);
+      };
+      const req = httpRequest({
+        host: url.hostname,
+        port: url.port,
+        method,
+        path: pathAndQuery,
+        agent: false,
+        headers: sent,
+      });
+      const timer = setTimeout(() => {
+        req.destroy();
+        finish({ status: 0, body: '', headers: {} });
+      }, timeout);
+      req.on('error', () => finish({ status: 0, body: '', headers: {} }));
+      req.on('response', (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => finish({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), headers: res.headers }));
+        res.on('error', () => finish({ status: 0, body: '', headers: {} }));
+      });
+      req.end(body);
+    });
+  }
+
+  /** WeCom's URL check of `plaintext` (GET with echostr), one attempt. */
+  urlCheck(plaintext: string, opts: { receiveId?: string; raw?: (q: string) => string } = {}): Promise<CallbackAnswer> {
+    const echostr = this.encrypt(plaintext, opts.receiveId !== undefined ? { receiveId: opts.receiveId } : {});
+    const q = this.query(echostr, { echostr: true });
+    return this.request('GET', `${this.options.path}?${opts.raw ? opts.raw(q) : q}`);
+  }
+
+  /** The POST body WeCom sends for a ciphertext. */
+  envelope(ciphertext: string, toUserName = this.options.receiveId, agentId = ''): string {
+    return `<xml><ToUserName><![CDATA[${toUserName}]]></ToUserName><AgentID><![CDATA[${agentId}]]></AgentID><Encrypt><![CDATA[${ciphertext}]]></Encrypt></xml>`;
+  }
+
+  /**
+   * Deliver `message` as WeCom does: POST, and on no 200 within the answer timeout, retry (each
+   * retry re-encrypts with a new random, nonce and signature; the plaintext is the same).
+   */
+  async send(message: string): Promise<SentCallback> {
+    const attempts: CallbackAnswer[] = [];
+    const retries = this.options.retries ?? 3;
+    const interval = this.options.retryIntervalMs ?? 5_000;
+    for (let i = 0; i <= retries; i++) {
+      const started = Date.now();
+      const ciphertext = this.encrypt(message);
+      const a = await this.request('POST', `${this.options.path}?${this.query(ciphertext)}`, this.envelope(ciphertext));
+      attempts.push(a);
+      if (a.status === 200) return { attempts, acked: true, last: a };
+      if (i < retries) await new Promise((r) => setTimeout(r, Math.max(0, started + interval - Date.now())));
+    }
+    return { attempts, acked: false, last: attempts[attempts.length - 1] as CallbackAnswer };
   }
 }
