@@ -6,7 +6,7 @@
 import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { hostProblem, type ListenAddress, normaliseHost, parseListenAddress, parseUpstream } from '../core/addresses.ts';
+import { hostProblem, type ListenAddress, normaliseHost, parseListenAddress, parseUpstream, type UrlRules } from '../core/addresses.ts';
 import { isIP } from 'node:net';
 import { parseTarget } from '../core/http.ts';
 import { type Config, ConfigSchema } from './schema.ts';
@@ -342,7 +342,7 @@ function checkEgress(data: Obj, ctx: CheckContext): void {
       if (isObj(echo)) {
         const url = str(echo['url']);
         if (url !== undefined && !ctx.failed(at('ip_echo', 'url'))) {
-          const u = parseUpstream(url);
+          const u = parseUpstream(url, IP_ECHO_URL_RULES);
           if (!u.ok) ctx.report(at('ip_echo', 'url'), `${u.reason}, got ${ctx.show(at('ip_echo', 'url'), url, Number.POSITIVE_INFINITY)}`);
         }
       }
@@ -364,22 +364,23 @@ function checkEgress(data: Obj, ctx: CheckContext): void {
   });
 }
 
+/** A forward proxy is reached over plain HTTP at an explicit host:port: the one URL rule (core/addresses) with that shape. */
+const PROXY_URL_RULES: UrlRules = {
+  example: 'such as "http://10.0.0.9:3128"',
+  httpOnly: true,
+  httpOnlyReason: 'the proxy is reached over plain HTTP; CONNECT keeps TLS end to end',
+  path: 'none',
+  requirePort: true,
+  noRootDot: true,
+  credentialsHint: '(put them in proxy.credentials_file)',
+};
+/** The IP echo is fetched as written (a query such as "?format=json" is its own, not a client's). */
+const IP_ECHO_URL_RULES: UrlRules = { example: 'such as "https://ifconfig.me/ip"', path: 'fetch', noRootDot: true };
+
 /** Why `value` is not "http://host:port" of a forward proxy, or undefined when it is. */
 function proxyUrlProblem(value: string): string | undefined {
-  const form = 'must be a forward proxy URL "http://host:port" such as "http://10.0.0.9:3128"';
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    return form;
-  }
-  if (url.protocol !== 'http:') return `${form} (the proxy is reached over plain HTTP; CONNECT keeps TLS end to end)`;
-  if (url.username !== '' || url.password !== '' || /^[A-Za-z]+:\/\/[^/?#]*@/.test(value)) {
-    return `${form}, without user:password (put them in proxy.credentials_file)`;
-  }
-  if (url.hostname === '') return `${form} (no host)`;
-  if (!/^[Hh][Tt][Tt][Pp]:\/\/[^/?#]+:[0-9]{1,5}\/?$/.test(value)) return `${form}: an explicit port and no path, query or fragment`;
-  return undefined;
+  const u = parseUpstream(value, PROXY_URL_RULES);
+  return u.ok ? undefined : u.reason;
 }
 
 /** "routes[0] (line 12)" for pointing at another key in a message. */
