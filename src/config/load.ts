@@ -5,6 +5,7 @@
  */
 import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { createSecureContext } from 'node:tls';
 import { readFile } from 'node:fs/promises';
 import { hostProblem, type ListenAddress, normaliseHost, parseListenAddress, parseUpstream, type UrlRules } from '../core/addresses.ts';
 import { isIP } from 'node:net';
@@ -185,6 +186,16 @@ function readChecked(path: string, at: KeyPath, ctx: CheckContext): Buffer | und
   }
 }
 
+const PEM_CERT_BLOCK = /-----BEGIN CERTIFICATE-----[^-]*-----END CERTIFICATE-----/g;
+
+function parsesAsCertificate(block: string): boolean {
+  try {
+    return new X509Certificate(block) instanceof X509Certificate;
+  } catch {
+    return false;
+  }
+}
+
 function checkCerts(data: Obj, ctx: CheckContext): void {
   const tls = data['tls'];
   if (!isObj(tls) || !Array.isArray(tls['certs'])) return;
@@ -194,10 +205,13 @@ function checkCerts(data: Obj, ctx: CheckContext): void {
     const keyAt: Segment[] = ['tls', 'certs', i, 'key'];
     let cert: X509Certificate | undefined;
     let key: KeyObject | undefined;
+    let certPem: Buffer | undefined;
+    let keyPem: Buffer | undefined;
     const certPath = str(entry['cert']);
     if (certPath !== undefined && !ctx.failed(certAt)) {
       const pem = readChecked(certPath, certAt, ctx);
       if (pem) {
+        certPem = pem;
         try {
           cert = new X509Certificate(pem);
         } catch {
@@ -206,12 +220,24 @@ function checkCerts(data: Obj, ctx: CheckContext): void {
             `must be a PEM certificate file (-----BEGIN CERTIFICATE-----), got ${ctx.show(certAt, certPath, Number.POSITIVE_INFINITY)} which holds none`,
           );
         }
+        // TLS reads every block (the chain), X509Certificate only the first: a corrupt intermediate passed
+        // `check` and then stopped `serve` ("asn1 wrong tag").
+        const blocks = pem.toString('latin1').match(PEM_CERT_BLOCK) ?? [];
+        const bad = cert === undefined ? -1 : blocks.findIndex((b) => !parsesAsCertificate(b));
+        if (bad > 0) {
+          cert = undefined;
+          ctx.report(
+            certAt,
+            `must hold only valid PEM certificates, got ${ctx.show(certAt, certPath, Number.POSITIVE_INFINITY)} whose certificate block ${bad + 1} of ${blocks.length} is corrupt (re-copy the chain, e.g. fullchain.pem)`,
+          );
+        }
       }
     }
     const keyPath = str(entry['key']);
     if (keyPath !== undefined && !ctx.failed(keyAt)) {
       const pem = readChecked(keyPath, keyAt, ctx);
       if (pem) {
+        keyPem = pem;
         try {
           key = createPrivateKey(pem);
         } catch {
@@ -228,6 +254,17 @@ function checkCerts(data: Obj, ctx: CheckContext): void {
     }
     if (cert && key && !cert.checkPrivateKey(key)) {
       ctx.report(keyAt, `must be the private key of the certificate in ${formatKeyPath(certAt)}, got a key that does not match it`);
+    } else if (cert && key && certPem && keyPem) {
+      // The TLS code's own reading of both files (src/server/tls.ts): what check accepts is what serve runs.
+      try {
+        createSecureContext({ cert: certPem, key: keyPem });
+      } catch {
+        // Never OpenSSL's text: it could quote key material.
+        ctx.report(
+          certAt,
+          `must be a certificate chain and key TLS can load, got ${ctx.show(certAt, str(entry['cert']) ?? '', Number.POSITIVE_INFINITY)} and ${ctx.show(keyAt, str(entry['key']) ?? '', Number.POSITIVE_INFINITY)} which OpenSSL refuses`,
+        );
+      }
     }
   });
 }

@@ -802,3 +802,18 @@ t.test('loadConfigText: refuses an upstream base path with %2F, %5C or %00 when 
   }
   ok(t, loadConfigText('listen: { http: ":8080" }\nroutes:\n  - upstream: "http://hub.example/a%20b%2Bc"\n', 'x.yaml'));
 });
+
+t.test('loadConfigText: refuses a certificate file whose second PEM block is corrupt when TLS would fail to load it (F5)', async (t) => {
+  const leaf = readFileSync(join(TLS, 'api1.pem'), 'utf8');
+  const ca = readFileSync(join(TLS, 'ca.pem'), 'utf8');
+  const dir = dirWith(t, {
+    'broken-2nd.pem': `${leaf}-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n${ca}`,
+    'chain.pem': `${leaf}${ca}`,
+  });
+  const got = problems(t, loadConfigText(httpsConfig(join(dir, 'broken-2nd.pem'), join(TLS, 'api1.key')), 'x.yaml'));
+  t.equal(got.length, 1, JSON.stringify(got));
+  t.equal(got[0]?.path, 'tls.certs[0].cert');
+  t.match(got[0]?.message, /must hold only valid PEM certificates, got ".*broken-2nd\.pem" whose certificate block 2 of 3 is corrupt/);
+  // The same chain without the corrupt block is what TLS loads: accepted.
+  ok(t, loadConfigText(httpsConfig(join(dir, 'chain.pem'), join(TLS, 'api1.key')), 'x.yaml'));
+});
