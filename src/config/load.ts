@@ -269,6 +269,9 @@ function checkCerts(data: Obj, ctx: CheckContext): void {
   });
 }
 
+const NON_ASCII = /[^\u0000-\u007f]/;
+const NON_ASCII_RUN = /[^\u0000-\u007f]+/g;
+
 function checkRoutes(data: Obj, ctx: CheckContext): void {
   const routes = data['routes'];
   if (!Array.isArray(routes)) return;
@@ -285,7 +288,18 @@ function checkRoutes(data: Obj, ctx: CheckContext): void {
       if (!u.ok) ctx.report(at('upstream'), `${u.reason}, got ${ctx.show(at('upstream'), upstream, Number.POSITIVE_INFINITY)}`);
     }
 
-    const path = str(route['path']);
+    let path = str(route['path']);
+    if (path !== undefined && !ctx.failed(at('path')) && NON_ASCII.test(path)) {
+      // Browsers send "/张三/" as "/%E5%BC%A0%E4%B8%89/" (UTF-8, upper-case hex: what parseTarget produces),
+      // so the prefix is stored in that form; written raw it could never match a request.
+      try {
+        path = path.replace(NON_ASCII_RUN, (m) => encodeURIComponent(m));
+        route['path'] = path;
+      } catch {
+        ctx.report(at('path'), `must be valid Unicode text (it holds a lone surrogate), got ${ctx.show(at('path'), path)}`);
+        path = undefined;
+      }
+    }
     if (path !== undefined && !ctx.failed(at('path'))) {
       // Requests are routed on their normalised path, so a prefix that is not normalised never matches.
       const t = parseTarget(path);

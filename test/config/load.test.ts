@@ -817,3 +817,18 @@ t.test('loadConfigText: refuses a certificate file whose second PEM block is cor
   // The same chain without the corrupt block is what TLS loads: accepted.
   ok(t, loadConfigText(httpsConfig(join(dir, 'chain.pem'), join(TLS, 'api1.key')), 'x.yaml'));
 });
+
+t.test('loadConfigText: stores a non-ASCII route path percent-encoded (UTF-8, upper-case hex) so requests can match it (F2)', async (t) => {
+  const yaml = (path: string) =>
+    `listen: { http: ":8080" }\nroutes:\n  - upstream: "https://a.example"\n  - { path: ${JSON.stringify(path)}, upstream: "https://b.example" }\n`;
+  const config = ok(t, loadConfigText(yaml('/张三/'), 'x.yaml'));
+  t.equal(config.routes[1]?.path, '/%E5%BC%A0%E4%B8%89/', 'the form a browser sends and parseTarget keeps');
+  t.equal(ok(t, loadConfigText(yaml('/a/中文'), 'x.yaml')).routes[1]?.path, '/a/%E4%B8%AD%E6%96%87');
+  const dup = problems(
+    t,
+    loadConfigText(`listen: { http: ":8080" }\nroutes:\n  - { path: /张三/, upstream: "https://a.example" }\n  - { path: /%E5%BC%A0%E4%B8%89/, upstream: "https://b.example" }\n`, 'x.yaml'),
+  );
+  t.match(dup, [{ path: 'routes[1]', message: /must not repeat .* of routes\[0\]/ }], 'the raw and the encoded form are the same route');
+  // Refusals of the encoded prefix show the encoded form.
+  t.match(problems(t, loadConfigText(yaml('/张三//x'), 'x.yaml')), [{ path: 'routes[1].path', message: /got "\/%E5%BC%A0%E4%B8%89\/\/x"/ }]);
+});
