@@ -96,24 +96,27 @@ t.test('wegate serve: exits 78 when a certificate file has a corrupt second PEM 
   t.match(served.stderr, /tls\.certs\[0\]\.cert .*certificate block 2 of 2 is corrupt/);
 });
 
-t.test('wegate serve: logs the certificate warnings of check at warn level once at start-up and once per reload (F6)', async (t) => {
-  const up = await upstream(t);
-  const dir = await tmp(t);
-  const file = join(dir, 'wegate.yaml');
-  // api1.pem holds the leaf only: check warns about the missing intermediate.
-  await writeFile(file, httpsYaml(up, join(TLS, 'api1.pem')));
-  const checked = await run(['check', '--config', file]);
-  t.match(checked.stderr, /^warning \(警告\): tls\.certs\[0\]\.cert .*not followed by the intermediate/);
-  const gw = serve(t, file);
-  await waitFor('start-up', () => gw.lines.some((l) => l.msg === 'wegate started'));
-  const warnings = () => gw.lines.filter((l) => l.msg === 'certificate warning (证书警告)');
-  await waitFor('the start-up warning', () => warnings().length === 1);
-  t.equal(warnings()[0]?.level, 'warn', 'warn level');
-  t.match(String(warnings()[0]?.warning), /^tls\.certs\[0\]\.cert .*not followed by the intermediate.*\(缺少中间证书/);
-  gw.proc.kill('SIGHUP');
-  await waitFor('the reload', () => gw.lines.some((l) => l.msg === 'configuration reloaded'));
-  await waitFor('the warning after the reload', () => warnings().length === 2);
-  gw.proc.kill('SIGTERM');
-  t.equal(await gw.exit, 0, 'clean exit');
-  t.equal(warnings().length, 2, 'once at start-up, once for the reload');
-});
+t.test(
+  'wegate serve: logs the certificate warnings of check at warn level, once each, when starting and after each reload (F6)',
+  async (t) => {
+    const up = await upstream(t);
+    const dir = await tmp(t);
+    const file = join(dir, 'wegate.yaml');
+    // api1.pem holds the leaf only: check warns about the missing intermediate.
+    await writeFile(file, httpsYaml(up, join(TLS, 'api1.pem')));
+    const checked = await run(['check', '--config', file]);
+    t.match(checked.stderr, /^warning \(警告\): tls\.certs\[0\]\.cert .*not followed by the intermediate/);
+    const gw = serve(t, file);
+    await waitFor('start-up', () => gw.lines.some((l) => l.msg === 'wegate started'));
+    const warnings = () => gw.lines.filter((l) => l.msg === 'certificate warning (证书警告)');
+    await waitFor('the start-up warning', () => warnings().length === 1);
+    t.equal(warnings()[0]?.level, 'warn', 'warn level');
+    t.match(String(warnings()[0]?.warning), /^tls\.certs\[0\]\.cert .*not followed by the intermediate.*\(缺少中间证书/);
+    gw.proc.kill('SIGHUP');
+    await waitFor('the reload', () => gw.lines.some((l) => l.msg === 'configuration reloaded'));
+    await waitFor('the warning after the reload', () => warnings().length === 2);
+    gw.proc.kill('SIGTERM');
+    t.equal(await gw.exit, 0, 'clean exit');
+    t.equal(warnings().length, 2, 'once at start-up, once for the reload');
+  },
+);

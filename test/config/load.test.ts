@@ -818,7 +818,7 @@ t.test('loadConfigText: refuses a certificate file whose second PEM block is cor
   ok(t, loadConfigText(httpsConfig(join(dir, 'chain.pem'), join(TLS, 'api1.key')), 'x.yaml'));
 });
 
-t.test('loadConfigText: stores a non-ASCII route path percent-encoded (UTF-8, upper-case hex) so requests can match it (F2)', async (t) => {
+t.test('loadConfigText: stores a route path percent-encoded (UTF-8, upper-case hex, as requests arrive) when it is written with non-ASCII characters (F2)', async (t) => {
   const yaml = (path: string) =>
     `listen: { http: ":8080" }\nroutes:\n  - upstream: "https://a.example"\n  - { path: ${JSON.stringify(path)}, upstream: "https://b.example" }\n`;
   const config = ok(t, loadConfigText(yaml('/张三/'), 'x.yaml'));
