@@ -16,6 +16,7 @@ import { editorJsonSchema, formatProblems, loadConfigFile } from '../config/load
 import type { Config } from '../config/schema.ts';
 import { EXIT_CONFIG } from '../core/errors.ts';
 import { createLogDestination, createLogger, type Logger, redactText } from '../core/logger.ts';
+import { CertificateError } from '../server/tls.ts';
 import { type CertFileToCheck, checkCertificateFiles } from '../server/tls-check.ts';
 import { formatDoctorReport, invalidConfigReport, runDoctor } from '../diagnostics/doctor/index.ts';
 import { checkEgressHost, EgressError } from '../egress/index.ts';
@@ -108,8 +109,9 @@ async function serve(file: string): Promise<number | undefined> {
   } catch (e) {
     logger.fatal({ err: e }, 'wegate could not start');
     await flush(logger);
-    // The host changed between the check above and now (an address removed): still a config error.
-    if (e instanceof EgressError) {
+    // The host changed between the check above and now (an address removed, a certificate replaced by a
+    // broken one): still a config error, so systemd's RestartPreventExitStatus=78 stops the loop.
+    if (e instanceof EgressError || e instanceof CertificateError) {
       process.stderr.write(`${e.message}\n`);
       return EXIT_CONFIG;
     }
@@ -141,6 +143,7 @@ async function serve(file: string): Promise<number | undefined> {
         config = r.config;
         logger.level = config.log.level;
         logger.info({ reason, routes: config.routes.length }, 'configuration reloaded');
+        await logCertificateWarnings(logger, config);
       } catch (err) {
         logger.error({ err, reason }, 'configuration reload failed; keeping the running configuration');
       }
@@ -220,7 +223,10 @@ async function serve(file: string): Promise<number | undefined> {
     process.on('SIGINT', stop);
 
     gateway.listen().then(
-      (addrs) => logger.info({ config: file, version: pkg.version, node: process.version, listen: addrs }, 'wegate started'),
+      async (addrs) => {
+        logger.info({ config: file, version: pkg.version, node: process.version, listen: addrs }, 'wegate started');
+        await logCertificateWarnings(logger, config);
+      },
       (err: unknown) => {
         logger.fatal({ err }, 'wegate could not start');
         void gateway.close({ drainTimeoutMs: 0 }).finally(() => resolveExit(EXIT_FAILURE));
@@ -232,7 +238,16 @@ async function serve(file: string): Promise<number | undefined> {
   });
 }
 
-/** Certificate problems that do not make the config invalid (expiry, hosts, missing intermediate). */
+/** The `check` warnings in the log, one warn line each, at start-up and after each reload. */
+async function logCertificateWarnings(logger: Logger, config: Config): Promise<void> {
+  try {
+    for (const warning of await certificateWarnings(config)) logger.warn({ warning }, 'certificate warning (证书警告)');
+  } catch (err) {
+    logger.warn({ err }, 'certificate warnings could not be computed');
+  }
+}
+
+/** Certificate problems that do not make the config invalid (expiry, hosts, missing intermediate, no SAN). */
 async function certificateWarnings(config: Config): Promise<string[]> {
   const files: CertFileToCheck[] = [];
   for (const [i, c] of (config.tls?.certs ?? []).entries()) {

@@ -5,8 +5,9 @@
  */
 import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { createSecureContext } from 'node:tls';
 import { readFile } from 'node:fs/promises';
-import { hostProblem, type ListenAddress, normaliseHost, parseListenAddress, parseUpstream } from '../core/addresses.ts';
+import { hostProblem, type ListenAddress, normaliseHost, parseListenAddress, parseUpstream, type UrlRules } from '../core/addresses.ts';
 import { isIP } from 'node:net';
 import { parseTarget } from '../core/http.ts';
 import { type Config, ConfigSchema } from './schema.ts';
@@ -190,6 +191,16 @@ function readChecked(path: string, at: KeyPath, ctx: CheckContext): Buffer | und
   }
 }
 
+const PEM_CERT_BLOCK = /-----BEGIN CERTIFICATE-----[^-]*-----END CERTIFICATE-----/g;
+
+function parsesAsCertificate(block: string): boolean {
+  try {
+    return new X509Certificate(block) instanceof X509Certificate;
+  } catch {
+    return false;
+  }
+}
+
 function checkCerts(data: Obj, ctx: CheckContext): void {
   const tls = data['tls'];
   if (!isObj(tls) || !Array.isArray(tls['certs'])) return;
@@ -199,10 +210,13 @@ function checkCerts(data: Obj, ctx: CheckContext): void {
     const keyAt: Segment[] = ['tls', 'certs', i, 'key'];
     let cert: X509Certificate | undefined;
     let key: KeyObject | undefined;
+    let certPem: Buffer | undefined;
+    let keyPem: Buffer | undefined;
     const certPath = str(entry['cert']);
     if (certPath !== undefined && !ctx.failed(certAt)) {
       const pem = readChecked(certPath, certAt, ctx);
       if (pem) {
+        certPem = pem;
         try {
           cert = new X509Certificate(pem);
         } catch {
@@ -211,12 +225,24 @@ function checkCerts(data: Obj, ctx: CheckContext): void {
             `must be a PEM certificate file (-----BEGIN CERTIFICATE-----), got ${ctx.show(certAt, certPath, Number.POSITIVE_INFINITY)} which holds none`,
           );
         }
+        // TLS reads every block (the chain), X509Certificate only the first: a corrupt intermediate passed
+        // `check` and then stopped `serve` ("asn1 wrong tag").
+        const blocks = pem.toString('latin1').match(PEM_CERT_BLOCK) ?? [];
+        const bad = cert === undefined ? -1 : blocks.findIndex((b) => !parsesAsCertificate(b));
+        if (bad > 0) {
+          cert = undefined;
+          ctx.report(
+            certAt,
+            `must hold only valid PEM certificates, got ${ctx.show(certAt, certPath, Number.POSITIVE_INFINITY)} whose certificate block ${bad + 1} of ${blocks.length} is corrupt (re-copy the chain, e.g. fullchain.pem)`,
+          );
+        }
       }
     }
     const keyPath = str(entry['key']);
     if (keyPath !== undefined && !ctx.failed(keyAt)) {
       const pem = readChecked(keyPath, keyAt, ctx);
       if (pem) {
+        keyPem = pem;
         try {
           key = createPrivateKey(pem);
         } catch {
@@ -233,9 +259,23 @@ function checkCerts(data: Obj, ctx: CheckContext): void {
     }
     if (cert && key && !cert.checkPrivateKey(key)) {
       ctx.report(keyAt, `must be the private key of the certificate in ${formatKeyPath(certAt)}, got a key that does not match it`);
+    } else if (cert && key && certPem && keyPem) {
+      // The TLS code's own reading of both files (src/server/tls.ts): what check accepts is what serve runs.
+      try {
+        createSecureContext({ cert: certPem, key: keyPem });
+      } catch {
+        // Never OpenSSL's text: it could quote key material.
+        ctx.report(
+          certAt,
+          `must be a certificate chain and key TLS can load, got ${ctx.show(certAt, str(entry['cert']) ?? '', Number.POSITIVE_INFINITY)} and ${ctx.show(keyAt, str(entry['key']) ?? '', Number.POSITIVE_INFINITY)} which OpenSSL refuses`,
+        );
+      }
     }
   });
 }
+
+const NON_ASCII = /[^\u0000-\u007f]/;
+const NON_ASCII_RUN = /[^\u0000-\u007f]+/g;
 
 function checkRoutes(data: Obj, ctx: CheckContext): void {
   const routes = data['routes'];
@@ -253,7 +293,18 @@ function checkRoutes(data: Obj, ctx: CheckContext): void {
       if (!u.ok) ctx.report(at('upstream'), `${u.reason}, got ${ctx.show(at('upstream'), upstream, Number.POSITIVE_INFINITY)}`);
     }
 
-    const path = str(route['path']);
+    let path = str(route['path']);
+    if (path !== undefined && !ctx.failed(at('path')) && NON_ASCII.test(path)) {
+      // Browsers send "/张三/" as "/%E5%BC%A0%E4%B8%89/" (UTF-8, upper-case hex: what parseTarget produces),
+      // so the prefix is stored in that form; written raw it could never match a request.
+      try {
+        path = path.replace(NON_ASCII_RUN, (m) => encodeURIComponent(m));
+        route['path'] = path;
+      } catch {
+        ctx.report(at('path'), `must be valid Unicode text (it holds a lone surrogate), got ${ctx.show(at('path'), path)}`);
+        path = undefined;
+      }
+    }
     if (path !== undefined && !ctx.failed(at('path'))) {
       // Requests are routed on their normalised path, so a prefix that is not normalised never matches.
       const t = parseTarget(path);
@@ -347,7 +398,7 @@ function checkEgress(data: Obj, ctx: CheckContext): void {
       if (isObj(echo)) {
         const url = str(echo['url']);
         if (url !== undefined && !ctx.failed(at('ip_echo', 'url'))) {
-          const u = parseUpstream(url);
+          const u = parseUpstream(url, IP_ECHO_URL_RULES);
           if (!u.ok) ctx.report(at('ip_echo', 'url'), `${u.reason}, got ${ctx.show(at('ip_echo', 'url'), url, Number.POSITIVE_INFINITY)}`);
         }
       }
@@ -369,22 +420,23 @@ function checkEgress(data: Obj, ctx: CheckContext): void {
   });
 }
 
+/** A forward proxy is reached over plain HTTP at an explicit host:port: the one URL rule (core/addresses) with that shape. */
+const PROXY_URL_RULES: UrlRules = {
+  example: 'such as "http://10.0.0.9:3128"',
+  httpOnly: true,
+  httpOnlyReason: 'the proxy is reached over plain HTTP; CONNECT keeps TLS end to end',
+  path: 'none',
+  requirePort: true,
+  noRootDot: true,
+  credentialsHint: '(put them in proxy.credentials_file)',
+};
+/** The IP echo is fetched as written (a query such as "?format=json" is its own, not a client's). */
+const IP_ECHO_URL_RULES: UrlRules = { example: 'such as "https://ifconfig.me/ip"', path: 'fetch', noRootDot: true };
+
 /** Why `value` is not "http://host:port" of a forward proxy, or undefined when it is. */
 function proxyUrlProblem(value: string): string | undefined {
-  const form = 'must be a forward proxy URL "http://host:port" such as "http://10.0.0.9:3128"';
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    return form;
-  }
-  if (url.protocol !== 'http:') return `${form} (the proxy is reached over plain HTTP; CONNECT keeps TLS end to end)`;
-  if (url.username !== '' || url.password !== '' || /^[A-Za-z]+:\/\/[^/?#]*@/.test(value)) {
-    return `${form}, without user:password (put them in proxy.credentials_file)`;
-  }
-  if (url.hostname === '') return `${form} (no host)`;
-  if (!/^[Hh][Tt][Tt][Pp]:\/\/[^/?#]+:[0-9]{1,5}\/?$/.test(value)) return `${form}: an explicit port and no path, query or fragment`;
-  return undefined;
+  const u = parseUpstream(value, PROXY_URL_RULES);
+  return u.ok ? undefined : u.reason;
 }
 
 /** "routes[0] (line 12)" for pointing at another key in a message. */

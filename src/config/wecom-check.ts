@@ -1,17 +1,27 @@
 /**
- * Checks of the `wecom:` section a schema cannot express: unique app/suite names, each app's token
+ * Checks of the `wecom:` section a schema cannot express: api_base by the one URL rule
+ * (core/addresses: no "127.1", "010.0.0.9", port 0 or root dot), unique app/suite names, each app's token
  * chain complete (corp id, secret or suite of the right kind), `secret` set exactly one way, and the
  * egress profile it names present in the top-level `egress:` section (when that section exists).
  */
+import { parseUpstream, type UrlRules } from '../core/addresses.ts';
 import type { CheckContext, Segment } from './validate.ts';
 
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
 
+/** wecom.api_base is an origin only: every API path is appended to it. */
+const API_BASE_RULES: UrlRules = { example: 'such as "https://qyapi.weixin.qq.com"', path: 'none', noRootDot: true };
+
 export function checkWecom(data: Obj, ctx: CheckContext): void {
   const wecom = data['wecom'];
   if (!isObj(wecom)) return;
+  const apiBase = str(wecom['api_base']);
+  if (apiBase !== undefined && !ctx.failed(['wecom', 'api_base'])) {
+    const u = parseUpstream(apiBase, API_BASE_RULES);
+    if (!u.ok) ctx.report(['wecom', 'api_base'], `${u.reason}, got ${ctx.show(['wecom', 'api_base'], apiBase, Number.POSITIVE_INFINITY)}`);
+  }
   const apps = Array.isArray(wecom['apps']) ? (wecom['apps'] as unknown[]) : [];
   const suites = Array.isArray(wecom['suites']) ? (wecom['suites'] as unknown[]) : [];
 

@@ -72,6 +72,10 @@ export interface Upstream {
 const EXAMPLE = 'such as "https://hub.17wanxiao.com:8080"';
 // RFC 3986 pchar plus "/" and "%": anything else is percent-encoded (or dropped) by the URL parser.
 const PATH_CHARS = /[^A-Za-z0-9\-._~!$&'()*+,;=:@/%]/;
+// The query adds "?" (the URL parser also encodes "'" there: the href comparison below says so).
+const QUERY_CHARS = /[^A-Za-z0-9\-._~!$&'()*+,;=:@/%?]/;
+// What parseTarget refuses in a client path (an encoded "/", "\" or NUL): a base path must not smuggle it in.
+const ENCODED_SEPARATOR = /%(?:2[Ff]|5[Cc]|00)/;
 
 /** A path segment that is "." or ".." once %2e is decoded, also before ";params" (Tomcat reads `..;x` as ".."). */
 function isDotSegment(segment: string): boolean {
@@ -81,14 +85,45 @@ function isDotSegment(segment: string): boolean {
 }
 
 /**
- * Parse an upstream origin with an optional base path ("https://hub.example:8080/base"). The reason
- * of a refusal is a sentence fragment for config messages: "must not use port 0".
+ * What else than a route's upstream a URL key is (the same parser, so every URL key follows one
+ * rule): the defaults are a route upstream's.
  */
-export function parseUpstream(value: string): Parsed<Upstream> {
+export interface UrlRules {
+  /** The example named in refusals; default an upstream's, `such as "https://hub.17wanxiao.com:8080"`. */
+  readonly example?: string;
+  /** Only http:// (a forward proxy); `httpOnlyReason` says why. Default http and https. */
+  readonly httpOnly?: boolean;
+  readonly httpOnlyReason?: string;
+  /**
+   * "base" (default): a base path the client's path is appended to, no query (the client's is
+   * forwarded); "fetch": a path and query requested as written (ip_echo.url); "none": the origin
+   * only, a single "/" at most (a proxy, wecom.api_base).
+   */
+  readonly path?: 'base' | 'fetch' | 'none';
+  /** The port must be written (a forward proxy has no default port). */
+  readonly requirePort?: boolean;
+  /** Refuse "h.example." (TLS names and proxy ACLs are written without the root dot). Default allowed. */
+  readonly noRootDot?: boolean;
+  /** Appended to the refusal of user:password@ ("put them in proxy.credentials_file"). */
+  readonly credentialsHint?: string;
+}
+
+/**
+ * Parse an upstream origin with an optional base path ("https://hub.example:8080/base"), or another
+ * URL key under `rules`. The reason of a refusal is a sentence fragment for config messages: "must
+ * not use port 0".
+ */
+export function parseUpstream(value: string, rules: UrlRules = {}): Parsed<Upstream> {
+  const example = rules.example ?? EXAMPLE;
+  const pathRule = rules.path ?? 'base';
   const m = /^([A-Za-z][A-Za-z0-9+.-]*):/.exec(value);
-  if (!m) return fail(`must be an absolute http(s) URL ${EXAMPLE}`);
+  const absolute = `must be an absolute ${rules.httpOnly === true ? 'http://' : 'http(s)'} URL ${example}`;
+  if (!m) return fail(absolute);
   const scheme = (m[1] as string).toLowerCase();
-  if (scheme !== 'http' && scheme !== 'https') return fail(`must be an http:// or https:// URL ${EXAMPLE}`);
+  if (rules.httpOnly === true && scheme !== 'http') {
+    return fail(`must be an http:// URL ${example}${rules.httpOnlyReason === undefined ? '' : ` (${rules.httpOnlyReason})`}`);
+  }
+  if (scheme !== 'http' && scheme !== 'https') return fail(`must be an http:// or https:// URL ${example}`);
   // The URL parser strips leading/trailing spaces and drops tabs and newlines anywhere.
   if (/[\u0000-\u0020\u007f]/.test(value)) return fail('must not contain spaces or control characters');
   if (/[^\u0021-\u007e]/.test(value)) {
@@ -100,9 +135,13 @@ export function parseUpstream(value: string): Parsed<Upstream> {
   const rest = afterScheme.slice(2);
   const end = rest.search(/[/?#]/);
   const authority = end === -1 ? rest : rest.slice(0, end);
-  if (authority.includes('@')) return fail('must not contain credentials (user:password@)');
-  if (value.includes('?')) return fail('must not contain a query ("?…"); the client\'s query is forwarded');
+  if (authority.includes('@')) {
+    return fail(`must not contain credentials (user:password@)${rules.credentialsHint === undefined ? '' : ` ${rules.credentialsHint}`}`);
+  }
   if (value.includes('#')) return fail('must not contain a fragment ("#…")');
+  const q = value.indexOf('?');
+  if (q !== -1 && pathRule === 'base') return fail('must not contain a query ("?…"); the client\'s query is forwarded');
+  if (q !== -1 && pathRule === 'none') return fail(`must be an origin only (scheme://host:port), without a query ("?…") ${example}`);
   if (authority === '')
     return fail(`must name a host right after "${scheme}://" (the URL parser would take the next path segment as the host)`);
 
@@ -127,26 +166,45 @@ export function parseUpstream(value: string): Parsed<Upstream> {
     if (host.includes(':')) return fail('must write an IPv6 address in brackets ("http://[::1]:8080")');
     const problem = hostProblem(host);
     if (problem) return fail(problem);
+    if (rules.noRootDot === true && host.endsWith('.')) {
+      return fail(`must not end its host with "." (write ${JSON.stringify(host.slice(0, -1))})`);
+    }
   }
 
   const secure = scheme === 'https';
   const defaultPort = secure ? 443 : 80;
   let port = defaultPort;
+  if (portText === undefined && rules.requirePort === true) return fail(`must name its port (":3128") ${example}`);
   if (portText !== undefined) {
     if (!/^[0-9]{1,5}$/.test(portText)) return fail('must have a port number from 1 to 65535 after ":"');
     port = Number(portText);
     if (port === 0) return fail('must not use port 0 (no server can be reached on it)');
     if (port > 65535) return fail('must use a port from 1 to 65535');
+    if (portText.startsWith('0')) return fail(`must write its port without leading zeros (${port}, not ${portText})`);
   }
 
-  const path = end === -1 ? '' : rest.slice(end);
+  const pathAndQuery = end === -1 ? '' : rest.slice(end);
+  const path = q === -1 ? pathAndQuery : pathAndQuery.slice(0, pathAndQuery.indexOf('?'));
+  const query = q === -1 ? '' : pathAndQuery.slice(path.length);
+  if (pathRule === 'none' && path !== '' && path !== '/') {
+    return fail(`must be an origin only (scheme://host:port), without a path ${example}`);
+  }
   const badChar = PATH_CHARS.exec(path);
   if (badChar) return fail(`must not contain ${JSON.stringify(badChar[0])} in its path (percent-encode it)`);
   if (/%(?![0-9A-Fa-f]{2})/.test(path)) return fail('must write "%" in its path only as a %XX escape');
+  const encoded = ENCODED_SEPARATOR.exec(path);
+  if (encoded) {
+    return fail(
+      `must not contain ${JSON.stringify(encoded[0])} (an encoded "/", "\\" or NUL) in its path: client paths with it are refused too`,
+    );
+  }
   const dots = path.split('/').find(isDotSegment);
   if (dots !== undefined) {
     return fail(`must not have "." or ".." segments in its base path (also as %2e or with ";params"): the segment ${JSON.stringify(dots)}`);
   }
+  const badQuery = QUERY_CHARS.exec(query.slice(1));
+  if (badQuery) return fail(`must not contain ${JSON.stringify(badQuery[0])} in its query (percent-encode it)`);
+  if (/%(?![0-9A-Fa-f]{2})/.test(query)) return fail('must write "%" in its query only as a %XX escape');
 
   const shownHost = v6 ? `[${host}]` : host;
   const hostHeader = port === defaultPort ? shownHost : `${shownHost}:${port}`;
@@ -156,9 +214,9 @@ export function parseUpstream(value: string): Parsed<Upstream> {
   try {
     href = new URL(value).href;
   } catch {
-    return fail(`must be an absolute http(s) URL ${EXAMPLE}`);
+    return fail(absolute);
   }
-  const expected = `${origin}${path === '' ? '/' : path}`;
+  const expected = `${origin}${path === '' ? '/' : path}${query}`;
   if (href !== expected) return fail(`must be written the way the URL parser reads it, ${JSON.stringify(href)}`);
 
   let basePath = path;

@@ -34,22 +34,61 @@ export const SECRET_PARAM_NAMES = [
 
 const CENSOR = '[REDACTED]';
 
-// name=value in query strings, form bodies and log text; case-insensitive; stops at & # space " ' ; ,
-const SECRET_PAIR_RE = new RegExp(`((?:^|[?&;\\s"'])(?:${SECRET_PARAM_NAMES.join('|')})=)[^&#\\s"';,]*`, 'gi');
+/** Beyond the exact names: any name with one of these inside (client_secret, appsecret, csrf_token, passwd, api_key …). */
+const SECRET_NAME_PART = /secret|token|passw|ticket|credential|aes_?key|api_?key|access_?key|private_?key/;
+const SECRET_NAMES: ReadonlySet<string> = new Set(SECRET_PARAM_NAMES);
+// Cheap pre-test: text without any of these cannot hold a secret name (plain or %-encoded), so it skips the regexes.
+// %4x..%7x: an encoded letter ("corp%73ecret"); %3D: an encoded "=".
+const SECRET_HINT = /secret|token|passw|ticket|credential|key|code|state|echostr|%[3-7][0-9A-Fa-f]/i;
+
+/**
+ * Is a parameter / field name a secret's? Decoded first (%XX, ASCII: enough to read a name), case
+ * folded, and each part of a form encoder's "a[b]" / "a.b" tested: "corp%73ecret", "corpsecret[]",
+ * "data[client_secret]" are all secret names; "codec", "monkey", "errcode" are not.
+ */
+export function isSecretName(raw: string): boolean {
+  if (!/[%[.]/.test(raw)) {
+    const lower = raw.toLowerCase();
+    return SECRET_NAMES.has(lower) || SECRET_NAME_PART.test(lower);
+  }
+  const name = (
+    raw.includes('%') ? raw.replace(/%([0-9A-Fa-f]{2})/g, (_m, h: string) => String.fromCharCode(Number.parseInt(h, 16))) : raw
+  ).toLowerCase();
+  for (const part of name.split(/[[\].]/)) {
+    if (part !== '' && (SECRET_NAMES.has(part) || SECRET_NAME_PART.test(part))) return true;
+  }
+  return false;
+}
+
+// name=value (or name%3Dvalue) in query strings, form bodies, paths and log text; spaces after "=" are
+// skipped (`corpsecret= S` still hides S); the value stops at & # space " ' ; ,
+const PAIR_RE = /(^|[?&;/\s"'])((?:[^=&#?\s"';,/%]|%(?!3[Dd])[0-9A-Fa-f]{2})+)(=|%3[Dd])([ \t]*[^&#\s"';,]*)/g;
 // "name":"value" inside JSON text
-const SECRET_JSON_RE = new RegExp(`("(?:${SECRET_PARAM_NAMES.join('|')})"\\s*:\\s*)"(?:[^"\\\\]|\\\\.)*"`, 'gi');
+const JSON_RE = /("([^"\\]{1,128})"\s*:\s*)"(?:[^"\\]|\\.)*"/g;
+
+const censorPair = (m: string, lead: string, name: string, sep: string): string =>
+  isSecretName(name) ? `${lead}${name}${sep}${CENSOR}` : m;
+const censorJson = (m: string, head: string, name: string): string => (isSecretName(name) ? `${head}"${CENSOR}"` : m);
 
 /** Replace secret values inside free text (URLs, query strings, JSON snippets). */
 export function redactText(text: string): string {
-  // Each pattern needs its '=' or '"': most text (every plain path) skips both regexes.
+  // Each pattern needs its '=' (or %3D) or '"', and a hint of a secret name: most text (every plain
+  // path, most queries) skips both regexes. Measured by hand (Node 24, 1e6 calls each, before → after
+  // this rule): "/api/v1/user/list" 0.011 → 0.019 µs, "?page=1&size=20" 0.115 → 0.038 µs, a CJK
+  // query 0.12 → 0.07 µs, "?corpid=…&corpsecret=…" or an OAuth "?code=…&state=…" 0.2 → 0.65 µs (rare:
+  // once per login), against ≈ 105 µs of proxying per request.
   let out = text;
-  if (out.includes('=')) out = out.replace(SECRET_PAIR_RE, `$1${CENSOR}`);
-  if (out.includes('"')) out = out.replace(SECRET_JSON_RE, `$1"${CENSOR}"`);
+  const pair = out.includes('=') || out.includes('%3');
+  const json = out.includes('"');
+  if ((!pair && !json) || !SECRET_HINT.test(out)) return out;
+  if (pair) out = out.replace(PAIR_RE, censorPair);
+  if (json) out = out.replace(JSON_RE, censorJson);
   return out;
 }
 
-// scheme://user:password@ — the userinfo of a URL anywhere in the text.
-const USERINFO_RE = /\b([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^/?#\s"'@]*@/g;
+// scheme://user:password@ — the userinfo of a URL anywhere in the text, up to the LAST "@" of the
+// authority, as the URL parser reads it ("http://u:p@ss@h" has the password "p@ss").
+const USERINFO_RE = /\b([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^/?#\s"']*@/g;
 
 /**
  * `redactText` plus the userinfo of any URL in the text: for values shown off the hot path (config

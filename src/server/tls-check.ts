@@ -1,9 +1,11 @@
 /**
- * Certificate warnings for `wegate check` (and the start-up log): problems that do not make a
- * config invalid but break clients — a certificate that is expired or about to be, one that covers
- * none of the route hosts, and a file that holds only the leaf (cert.pem instead of fullchain.pem:
- * desktop browsers fetch the missing intermediate themselves, WeChat's in-app browser on Android
- * does not and fails). Pure: files, clock and trusted roots are handed in.
+ * Certificate warnings for `wegate check` and the `serve` log (start-up and each reload, src/cli):
+ * problems that do not make a config invalid but break clients — a certificate in the file (leaf or
+ * intermediate) that is expired, not yet valid or about to expire, a leaf that covers none of the
+ * route hosts or names its host only in the CN (no subjectAltName: Chrome and Android WebView refuse
+ * it), and a file that holds only the leaf (cert.pem instead of fullchain.pem: desktop browsers fetch
+ * the missing intermediate themselves, WeChat's in-app browser on Android does not and fails).
+ * Pure: files, clock and trusted roots are handed in.
  */
 import { X509Certificate } from 'node:crypto';
 import { isIpLiteral } from '../core/addresses.ts';
@@ -82,19 +84,32 @@ export function checkCertificateFiles(files: readonly CertFileToCheck[], opts: C
     const what = `the certificate for ${names.slice(0, 3).join(', ') || leaf.subject.replace(/\n/g, ', ')}${names.length > 3 ? ', …' : ''}`;
     const warn = (en: string, zh: string) => out.push(`${f.at} (${JSON.stringify(f.file)}): ${en} (${zh})`);
 
-    const notAfter = leaf.validToDate.getTime();
-    const notBefore = leaf.validFromDate.getTime();
-    if (notAfter <= opts.now) {
-      warn(`${what} expired on ${when(leaf.validToDate)}; renew it`, `证书已于 ${when(leaf.validToDate)} 过期，请续期`);
-    } else if (notAfter - opts.now < EXPIRY_WARNING_DAYS * DAY_MS) {
-      const days = Math.ceil((notAfter - opts.now) / DAY_MS);
+    // Every certificate of the file: an expired intermediate fails the handshake like an expired leaf.
+    chain.forEach((c, i) => {
+      const which = i === 0 ? what : `the intermediate certificate ${i} (${c.subject.replace(/\n/g, ', ')}) of ${what}`;
+      const zhWhich = i === 0 ? '证书' : `中间证书 ${i}（${c.subject.replace(/\n/g, ', ')}）`;
+      const notAfter = c.validToDate.getTime();
+      const notBefore = c.validFromDate.getTime();
+      if (notAfter <= opts.now) {
+        warn(`${which} expired on ${when(c.validToDate)}; renew it`, `${zhWhich}已于 ${when(c.validToDate)} 过期，请续期`);
+      } else if (notAfter - opts.now < EXPIRY_WARNING_DAYS * DAY_MS) {
+        const days = Math.ceil((notAfter - opts.now) / DAY_MS);
+        warn(
+          `${which} expires in ${days} ${days === 1 ? 'day' : 'days'}, on ${when(c.validToDate)}; renew it`,
+          `${zhWhich}将在 ${days} 天后（${when(c.validToDate)}）过期，请续期`,
+        );
+      }
+      if (notBefore > opts.now) {
+        warn(`${which} is not valid before ${when(c.validFromDate)}`, `${zhWhich}在 ${when(c.validFromDate)} 之前尚未生效`);
+      }
+    });
+
+    // Chrome (since 58) and Android WebView ignore the CN: a leaf without subjectAltName matches no host.
+    if (leaf.subjectAltName === undefined) {
       warn(
-        `${what} expires in ${days} ${days === 1 ? 'day' : 'days'}, on ${when(leaf.validToDate)}; renew it`,
-        `证书将在 ${days} 天后（${when(leaf.validToDate)}）过期，请续期`,
+        `${what} has no subjectAltName (its host is only in the CN): Chrome and Android WebView refuse it; reissue it with the host names as DNS SANs`,
+        '证书没有 subjectAltName（域名只在 CN 中）：Chrome 与安卓 WebView 会拒绝，请重新签发并把域名写入 SAN',
       );
-    }
-    if (notBefore > opts.now) {
-      warn(`${what} is not valid before ${when(leaf.validFromDate)}`, `证书在 ${when(leaf.validFromDate)} 之前尚未生效`);
     }
 
     if (opts.hosts.length > 0 && !opts.hosts.some((h) => covers(leaf, names, h))) {

@@ -22,6 +22,11 @@ export interface CertFiles {
 /** Options shared by every server context (and by the listener's default context). */
 export const SERVER_CONTEXT_OPTIONS: SecureContextOptions = { minVersion: 'TLSv1.2' };
 
+/** A certificate or key file TLS cannot use: a configuration error (`serve` exits 78), not a crash. */
+export class CertificateError extends Error {
+  override readonly name = 'CertificateError';
+}
+
 interface LoadedCert {
   readonly files: CertFiles;
   readonly names: readonly string[];
@@ -86,14 +91,14 @@ async function loadOne(files: CertFiles): Promise<LoadedCert> {
   try {
     x509 = new X509Certificate(cert);
   } catch (e) {
-    throw new Error(`${files.cert}: not a PEM certificate (${(e as Error).message})`, { cause: e });
+    throw new CertificateError(`${files.cert}: not a PEM certificate (${(e as Error).message})`, { cause: e });
   }
   let context: SecureContext;
   try {
     // Throws on a bad key or a key that does not belong to the certificate.
     context = createSecureContext({ ...SERVER_CONTEXT_OPTIONS, cert, key });
   } catch (e) {
-    throw new Error(`${files.cert} / ${files.key}: ${(e as Error).message}`, { cause: e });
+    throw new CertificateError(`${files.cert} / ${files.key}: ${(e as Error).message}`, { cause: e });
   }
   return {
     files,

@@ -752,3 +752,87 @@ t.test('loadConfigText: redacts secret query parameters and userinfo in every sh
   t.equal(cut.length, 2, JSON.stringify(cut));
   for (const p of cut) t.notMatch(p.message, 'SSS', `${p.path}: no part of the secret`);
 });
+
+t.test('loadConfigText: refuses proxy.url, wecom.api_base and ip_echo.url by the one upstream-URL rule when the URL parser would read another address (F3)', async (t) => {
+  const at = (key: string, url: string): string => {
+    if (key === 'wecom.api_base') return `listen: { http: ":8080" }\nwecom: { api_base: "${url}", corp_id: ww1, apps: [] }\nroutes:\n  - upstream: "http://127.0.0.1:9"\n`;
+    const profile = key === 'egress.p.proxy.url' ? `proxy: { url: "${url}" }` : `ip_echo: { url: "${url}" }`;
+    return `listen: { http: ":8080" }\negress:\n  p: { ${profile} }\nroutes:\n  - upstream: "http://127.0.0.1:9"\n`;
+  };
+  const cases: [key: string, url: string, reason: string][] = [
+    // The gateway sent CONNECT and Proxy-Authorization to 127.0.0.2 for "0x7f.0.0.2".
+    ['egress.p.proxy.url', 'http://0x7f.0.0.2:3128', 'the URL parser reads "0x7f.0.0.2" as 127.0.0.2'],
+    ['egress.p.proxy.url', 'http://010.0.0.9:3128', 'reads "010.0.0.9" as 8.0.0.9'],
+    ['egress.p.proxy.url', 'http://127.1:3128', 'reads "127.1" as 127.0.0.1'],
+    ['egress.p.proxy.url', 'http://2130706433:3128', 'reads "2130706433" as 127.0.0.1'],
+    ['egress.p.proxy.url', 'http://proxy.example:0', 'must not use port 0'],
+    ['egress.p.proxy.url', 'http://proxy.example:03128', 'without leading zeros (3128, not 03128)'],
+    ['egress.p.proxy.url', 'http://proxy\\\\x:3128', 'must not contain a backslash'],
+    ['egress.p.proxy.url', 'http://proxy.example.:3128', 'must not end its host with "." (write "proxy.example")'],
+    ['wecom.api_base', 'https://010.0.0.9', 'reads "010.0.0.9" as 8.0.0.9'],
+    ['wecom.api_base', 'https://127.1', 'reads "127.1" as 127.0.0.1'],
+    ['wecom.api_base', 'https://qyapi.weixin.qq.com:0', 'must not use port 0'],
+    ['wecom.api_base', 'https://qyapi.weixin.qq.com.', 'must not end its host with "."'],
+    ['egress.p.ip_echo.url', 'https://127.1/ip', 'reads "127.1" as 127.0.0.1'],
+    ['egress.p.ip_echo.url', 'https://ifconfig.me:0/ip', 'must not use port 0'],
+    ['egress.p.ip_echo.url', 'https://ifconfig.me/ip#x', 'must not contain a fragment'],
+    ['egress.p.ip_echo.url', "https://ifconfig.me/ip?q='", 'must be written the way the URL parser reads it'],
+  ];
+  for (const [key, url, reason] of cases) {
+    const got = problems(t, loadConfigText(at(key, url), 'x.yaml'));
+    t.equal(got.length, 1, `${url}: one problem, got ${JSON.stringify(got)}`);
+    t.equal(got[0]?.path, key, `${url}: path`);
+    t.ok(got[0]?.message.includes(reason), `${url}: ${got[0]?.message}`);
+    t.notOk(got[0]?.message.includes("the client's query"), `${url}: no word of a client's query`);
+  }
+  // ip_echo.url is fetched as written: its own query is fine (a route upstream's is refused).
+  const fine: [key: string, url: string][] = [
+    ['egress.p.proxy.url', 'http://10.0.0.9:3128'],
+    ['egress.p.proxy.url', 'http://[::1]:3128/'],
+    ['wecom.api_base', 'https://qyapi.weixin.qq.com'],
+    ['wecom.api_base', 'https://127.0.0.1:8443/'],
+    ['egress.p.ip_echo.url', 'https://api.ipify.org/?format=json'],
+    ['egress.p.ip_echo.url', 'https://ifconfig.me/ip'],
+  ];
+  for (const [key, url] of fine) ok(t, loadConfigText(at(key, url), 'x.yaml'));
+});
+
+t.test('loadConfigText: refuses an upstream base path with %2F, %5C or %00 when client paths with them are refused (upstream-urls)', async (t) => {
+  for (const upstream of ['http://hub.example/a%2fb', 'http://hub.example/a%2Fb', 'http://hub.example/a%5cb', 'http://hub.example/a%00b']) {
+    const got = problems(t, loadConfigText(`listen: { http: ":8080" }\nroutes:\n  - upstream: "${upstream}"\n`, 'x.yaml'));
+    t.equal(got.length, 1, upstream);
+    t.equal(got[0]?.path, 'routes[0].upstream', upstream);
+    t.match(got[0]?.message, /an encoded "\/", "\\" or NUL\) in its path/, upstream);
+  }
+  ok(t, loadConfigText('listen: { http: ":8080" }\nroutes:\n  - upstream: "http://hub.example/a%20b%2Bc"\n', 'x.yaml'));
+});
+
+t.test('loadConfigText: refuses a certificate file whose second PEM block is corrupt when TLS would fail to load it (F5)', async (t) => {
+  const leaf = readFileSync(join(TLS, 'api1.pem'), 'utf8');
+  const ca = readFileSync(join(TLS, 'ca.pem'), 'utf8');
+  const dir = dirWith(t, {
+    'broken-2nd.pem': `${leaf}-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n${ca}`,
+    'chain.pem': `${leaf}${ca}`,
+  });
+  const got = problems(t, loadConfigText(httpsConfig(join(dir, 'broken-2nd.pem'), join(TLS, 'api1.key')), 'x.yaml'));
+  t.equal(got.length, 1, JSON.stringify(got));
+  t.equal(got[0]?.path, 'tls.certs[0].cert');
+  t.match(got[0]?.message, /must hold only valid PEM certificates, got ".*broken-2nd\.pem" whose certificate block 2 of 3 is corrupt/);
+  // The same chain without the corrupt block is what TLS loads: accepted.
+  ok(t, loadConfigText(httpsConfig(join(dir, 'chain.pem'), join(TLS, 'api1.key')), 'x.yaml'));
+});
+
+t.test('loadConfigText: stores a route path percent-encoded (UTF-8, upper-case hex, as requests arrive) when it is written with non-ASCII characters (F2)', async (t) => {
+  const yaml = (path: string) =>
+    `listen: { http: ":8080" }\nroutes:\n  - upstream: "https://a.example"\n  - { path: ${JSON.stringify(path)}, upstream: "https://b.example" }\n`;
+  const config = ok(t, loadConfigText(yaml('/张三/'), 'x.yaml'));
+  t.equal(config.routes[1]?.path, '/%E5%BC%A0%E4%B8%89/', 'the form a browser sends and parseTarget keeps');
+  t.equal(ok(t, loadConfigText(yaml('/a/中文'), 'x.yaml')).routes[1]?.path, '/a/%E4%B8%AD%E6%96%87');
+  const dup = problems(
+    t,
+    loadConfigText(`listen: { http: ":8080" }\nroutes:\n  - { path: /张三/, upstream: "https://a.example" }\n  - { path: /%E5%BC%A0%E4%B8%89/, upstream: "https://b.example" }\n`, 'x.yaml'),
+  );
+  t.match(dup, [{ path: 'routes[1]', message: /must not repeat .* of routes\[0\]/ }], 'the raw and the encoded form are the same route');
+  // Refusals of the encoded prefix show the encoded form.
+  t.match(problems(t, loadConfigText(yaml('/张三//x'), 'x.yaml')), [{ path: 'routes[1].path', message: /got "\/%E5%BC%A0%E4%B8%89\/\/x"/ }]);
+});

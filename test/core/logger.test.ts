@@ -382,3 +382,49 @@ t.test('createLogDestination: writeEncoded keeps nothing of a declined line and 
   t.equal(out[4], 'four');
   t.equal(out.length, 6, 'nothing else');
 });
+
+t.test(
+  'redactValue: hides the secret when a password has an unencoded "@", a space follows "=", or the name is not a listed one (F4)',
+  async (t) => {
+    const S = 'SEKRET123abc';
+    const cases: [name: string, input: string][] = [
+      ['an "@" in the password (the URL parser takes the last "@")', `http://u:p@ss${S}@10.0.0.9:3128`],
+      ['two "@" in the password', `https://u:a@b@${S}@h.example/x`],
+      ['a space after "="', `http://h/x?corpsecret= ${S}`],
+      ['a tab after "="', `corpsecret=\t${S}`],
+      ['client_secret', `https://h/x?client_secret=${S}`],
+      ['appsecret', `https://h/x?appsecret=${S}`],
+      ['corpsecret[]', `https://h/x?corpsecret[]=${S}`],
+      ['bracketed form field', `data[client_secret]=${S}`],
+      ['a percent-encoded name', `https://h/x?a=1&corp%73ecret=${S}`],
+      ['an upper-case percent-encoded name', `https://h/x?CORP%53ECRET=${S}`],
+      ['an encoded "="', `https://h/x?corpsecret%3D${S}`],
+      ['an encoded "=" in lower case', `https://h/x?access_token%3d${S}`],
+      ['a path segment name=value', `/nonexistent/corpsecret=${S}`],
+      ['a JSON field not in the list', `{"client_secret":"${S}"}`],
+      ['passwd', `passwd=${S}`],
+      ['csrf_token', `/form?csrf_token=${S}`],
+    ];
+    for (const [name, input] of cases) {
+      const out = redactValue(input);
+      t.notMatch(out, S, `${name}: ${out}`);
+      t.match(out, '[REDACTED]', `${name}: marker present`);
+    }
+    t.equal(
+      redactValue(`http://u:p@ss${S}@10.0.0.9:3128`),
+      'http://[REDACTED]@10.0.0.9:3128',
+      'the host after the last "@" is still shown',
+    );
+    // Ordinary parameters stay readable.
+    for (const plain of [
+      '/x?corpid=ww1&agentid=1000002',
+      '/x?errcode=60020&errmsg=ip',
+      '/api?monkey=1&keyboard=2&codec=h264',
+      '/s?q=%E5%BC%A0&sort=asc',
+      '/x?sec=1',
+      '/a%2Fb?keyword=k',
+    ]) {
+      t.equal(redactText(plain), plain, `${plain} untouched`);
+    }
+  },
+);

@@ -124,16 +124,16 @@ t.test('createGateway: rejects with an EgressError naming the address when local
 
 t.test('loadConfigText: reports each malformed proxy URL with its line when the proxy is not http://host:port', async (t) => {
   const cases: [string, RegExp][] = [
-    ['10.0.0.9:3128', /must be a forward proxy URL "http:\/\/host:port"/],
+    ['10.0.0.9:3128', /must be an absolute http:\/\/ URL such as "http:\/\/10\.0\.0\.9:3128"/],
     ['https://10.0.0.9:3128', /over plain HTTP/],
     ['socks5://10.0.0.9:1080', /over plain HTTP/],
-    ['http://10.0.0.9', /an explicit port and no path, query or fragment/],
-    ['http://10.0.0.9:3128/proxy', /an explicit port and no path, query or fragment/],
-    ['http://10.0.0.9:3128?x=1', /an explicit port and no path, query or fragment/],
-    ['http://10.0.0.9:99999', /must be a forward proxy URL/],
+    ['http://10.0.0.9', /must name its port/],
+    ['http://10.0.0.9:3128/proxy', /must be an origin only \(scheme:\/\/host:port\), without a path/],
+    ['http://10.0.0.9:3128?x=1', /must be an origin only \(scheme:\/\/host:port\), without a query/],
+    ['http://10.0.0.9:99999', /must use a port from 1 to 65535/],
     [
       'http://squid:s3cret-pw@10.0.0.9:3128',
-      /without user:password \(put them in proxy\.credentials_file\), got "http:\/\/\[REDACTED\]@10\.0\.0\.9:3128"/,
+      /must not contain credentials \(user:password@\) \(put them in proxy\.credentials_file\), got "http:\/\/\[REDACTED\]@10\.0\.0\.9:3128"/,
     ],
   ];
   for (const [url, want] of cases) {

@@ -1,7 +1,7 @@
 /**
  * A throwaway PKI made with the real `openssl` in a temp dir: a root CA, an intermediate, leaves
  * signed by the intermediate (valid, 3 days, long expired), a leaf signed by the root directly, and a
- * self-signed leaf. Chains are written as the admin would have them: cert.pem (leaf only) and
+ * self-signed leaf, a CN-only leaf (no subjectAltName) and an expired copy of the intermediate. Chains are written as the admin would have them: cert.pem (leaf only) and
  * fullchain.pem (leaf + intermediate).
  */
 import { execFileSync } from 'node:child_process';
@@ -139,8 +139,57 @@ export function makePki(t: Test, host: string): Pki {
     `subjectAltName=DNS:${host}`,
   );
 
+  // A leaf whose host is only in the CN (no subjectAltName), and the intermediate (same key) re-issued
+  // with dates long past: the leaf still verifies against it, the handshake fails on its expiry.
+  ext('cn-only.ext', 'basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n');
+  ssl('req', ...EC, '-keyout', 'cn-only.key', '-out', 'cn-only.csr', '-subj', `/CN=${host}`);
+  ssl(
+    'x509',
+    '-req',
+    '-in',
+    'cn-only.csr',
+    '-CA',
+    'int.pem',
+    '-CAkey',
+    'int.key',
+    '-set_serial',
+    '7',
+    '-days',
+    '365',
+    '-extfile',
+    'cn-only.ext',
+    '-out',
+    'cn-only.pem',
+  );
+  ext(
+    'ca-int.cnf',
+    '[ca]\ndefault_ca=d\n[d]\ndatabase=index-int.txt\nnew_certs_dir=.\nserial=serial\ndefault_md=sha256\npolicy=p\nx509_extensions=x\n[p]\ncommonName=supplied\n[x]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n',
+  );
+  ext('index-int.txt', '');
+  ssl(
+    'ca',
+    '-batch',
+    '-config',
+    'ca-int.cnf',
+    '-cert',
+    'root.pem',
+    '-keyfile',
+    'root.key',
+    '-in',
+    'int.csr',
+    '-startdate',
+    '20200101000000Z',
+    '-enddate',
+    '20210101000000Z',
+    '-notext',
+    '-out',
+    'int-expired.pem',
+  );
+
   const read = (name: string) => readFileSync(join(dir, name), 'utf8');
   const intermediate = read('int.pem');
-  for (const name of ['leaf', 'soon', 'expired']) writeFileSync(join(dir, `${name}-fullchain.pem`), read(`${name}.pem`) + intermediate);
+  for (const name of ['leaf', 'soon', 'expired', 'cn-only'])
+    writeFileSync(join(dir, `${name}-fullchain.pem`), read(`${name}.pem`) + intermediate);
+  writeFileSync(join(dir, 'leaf-expired-int.pem'), read('leaf.pem') + read('int-expired.pem'));
   return { dir, rootPem: read('root.pem'), file: (name) => join(dir, name) };
 }

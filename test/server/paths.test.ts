@@ -191,3 +191,28 @@ t.test('pipeline: redirects /api1 to /api1/ when only a /api1/ route would cover
   t.equal(covered.body, 'root GET /api1');
   t.equal(s.api1.seen.length, 1, 'only /api1/ reached the api1 upstream');
 });
+
+t.test('pipeline: applies the /张三/ route and its body limit when the browser sends the path percent-encoded (F2)', async (t) => {
+  const root = await startUpstream(t, 'root');
+  const zs = await startUpstream(t, 'zhangsan');
+  const s = await startGateway(
+    t,
+    makeConfig({
+      listen: LOOPBACK,
+      admin: ADMIN,
+      routes: [
+        { name: 'root', host: HOST, path: '/', upstream: root.url },
+        { name: 'zhangsan', host: HOST, path: '/张三/', upstream: zs.url, max_body_bytes: 4 },
+      ],
+    }),
+  );
+  // What a browser sends for /张三/upload (upper-case hex), and the lower-case form other clients send.
+  for (const path of ['/%E5%BC%A0%E4%B8%89/upload', '/%e5%bc%a0%e4%b8%89/upload']) {
+    const small = await send(s.httpPort, HOST, { method: 'POST', path, body: 'ok' });
+    t.equal(small.status, 200, `${path}: answered`);
+    t.equal(small.body, 'zhangsan POST /%E5%BC%A0%E4%B8%89/upload body=ok', `${path}: by the /张三/ route's upstream`);
+    const big = await send(s.httpPort, HOST, { method: 'POST', path, body: '0123456789' });
+    t.equal(big.status, 413, `${path}: max_body_bytes of the /张三/ route`);
+  }
+  t.equal(root.seen.length, 0, 'nothing fell through to the "/" route');
+});

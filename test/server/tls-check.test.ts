@@ -56,3 +56,30 @@ t.test(
     ]);
   },
 );
+
+t.test(
+  'checkCertificateFiles: warns when the leaf has no subjectAltName (CN only: Chrome and Android WebView refuse it) (F6)',
+  async (t) => {
+    const got = check(['cn-only-fullchain.pem']);
+    t.equal(got.length, 1, got.join('\n'));
+    t.match(
+      got[0],
+      /^tls\.certs\[0\]\.cert \(".*cn-only-fullchain\.pem"\): .* has no subjectAltName .*Chrome and Android WebView refuse it.*\(证书没有 subjectAltName/,
+    );
+    t.same(check(['leaf-fullchain.pem']), [], 'a leaf with a DNS SAN gets no such warning');
+  },
+);
+
+t.test('checkCertificateFiles: warns when an intermediate of the file has expired though the leaf is valid (F6)', async (t) => {
+  const got = check(['leaf-expired-int.pem']);
+  t.equal(got.length, 1, got.join('\n'));
+  t.match(
+    got[0],
+    /the intermediate certificate 1 \(CN=wegate test intermediate\) of the certificate for api1\.school\.test expired on 2021-01-01 00:00 UTC; renew it \(中间证书 1/,
+  );
+  t.match(
+    check(['leaf-fullchain.pem'], { now: NOW + 3650 * DAY }),
+    [/expired on/, /intermediate certificate 1 .* expired on/],
+    'leaf and intermediate each counted',
+  );
+});
