@@ -163,7 +163,9 @@ function afterMount(path: string, mount: string): string {
 
 /**
  * The public path for an upstream path of this route (the inverse of forwardPath), or undefined
- * when the upstream path lies outside the route's base path.
+ * when the upstream path lies outside the route's base path. A path, not a URL: it can begin with
+ * "//" (`/app//evil.com/x` under the base path /app), so whoever sends it as a relative URL must
+ * not send it bare (rewrite.ts makes it absolute on the request's origin).
  */
 export function publicPath(route: CompiledRoute, upstreamPath: string): string | undefined {
   let rest = upstreamPath;
@@ -174,6 +176,27 @@ export function publicPath(route: CompiledRoute, upstreamPath: string): string |
     if (rest === '') rest = '/';
   }
   return route.strip ? route.mount + rest : rest;
+}
+
+/** An IPv4-mapped IPv6 address (`::ffff:7f00:1`, also bracketed), in the compressed form the URL parser writes. */
+const V4_MAPPED = /^\[?::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})\]?$/;
+
+/**
+ * "scheme://host:port" for comparing origins: the host lower-case and without the root dot
+ * (normaliseHost), an IPv6 address in brackets, and an IPv4-mapped IPv6 address as its IPv4 address
+ * (`[::ffff:7f00:1]` reaches 127.0.0.1 on a dual-stack host, so a URL naming it names that upstream).
+ * `host` is a URL's hostname or an Upstream's. The route table's upstream keys and parsed URLs both go
+ * through it, so `http://hub.example.:8080` and `http://hub.example:8080/x` meet.
+ */
+export function originKey(scheme: string, host: string, port: number | string): string {
+  let h = normaliseHost(host);
+  const m = V4_MAPPED.exec(h);
+  if (m !== null) {
+    const hi = parseInt(m[1] as string, 16);
+    const lo = parseInt(m[2] as string, 16);
+    h = `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
+  } else if (h.includes(':') && h.charCodeAt(0) !== 0x5b) h = `[${h}]`;
+  return `${scheme}://${h}:${port}`;
 }
 
 function byPrefixLength(a: CompiledRoute, b: CompiledRoute): number {
@@ -194,7 +217,10 @@ export class RouteTable {
   readonly #exact = new Map<string, CompiledRoute[]>();
   readonly #wildcard = new Map<string, CompiledRoute[]>();
   readonly #any: CompiledRoute[] = [];
-  /** Upstream origin key → routes forwarding there (exact hosts first, longer base paths first). */
+  /**
+   * Upstream origin (originKey) → routes forwarding there (exact hosts first, longer base paths
+   * first); a route's own `upstream.key` finds the same list when it differs (a trailing dot).
+   */
   readonly byUpstream = new Map<string, CompiledRoute[]>();
 
   constructor(routes: readonly CompiledRoute[]) {
@@ -209,15 +235,20 @@ export class RouteTable {
       } else {
         this.#any.push(r);
       }
-      const up = this.byUpstream.get(r.upstream.key);
+      const key = originKey(r.upstream.secure ? 'https' : 'http', r.upstream.hostname, r.upstream.port);
+      const up = this.byUpstream.get(key);
       if (up) up.push(r);
-      else this.byUpstream.set(r.upstream.key, [r]);
+      else this.byUpstream.set(key, [r]);
     }
     for (const list of this.#exact.values()) list.sort(byPrefixLength);
     for (const list of this.#wildcard.values()) list.sort(byPrefixLength);
     this.#any.sort(byPrefixLength);
     for (const list of this.byUpstream.values()) {
       list.sort((a, b) => a.hostKind - b.hostKind || b.upstream.basePath.length - a.upstream.basePath.length || a.index - b.index);
+    }
+    for (const r of routes) {
+      const list = this.byUpstream.get(originKey(r.upstream.secure ? 'https' : 'http', r.upstream.hostname, r.upstream.port));
+      if (list !== undefined && !this.byUpstream.has(r.upstream.key)) this.byUpstream.set(r.upstream.key, list);
     }
   }
 

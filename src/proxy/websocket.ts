@@ -6,7 +6,8 @@
  * Location/Content-Location/Refresh and Set-Cookie rewritten, gateway cookies dropped, the
  * gateway's X-Request-Id) in an `upgrade`/`response` listener that runs before the library's, which
  * then writes the headers object as it is: on a 101, or on a refusal (302, 401 …) that it relays and
- * closes.
+ * closes. A 101 that does not switch to WebSocket (`Upgrade: h2c`, no Upgrade header) is never
+ * relayed: the library would tunnel whatever protocol the upstream chose. It gets a 502 instead.
  */
 import type { Agent, ClientRequest, IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
@@ -41,6 +42,8 @@ interface WsSession {
   proxyReq: ClientRequest | null;
   /** Status the upstream answered the handshake with (101, or a refusal relayed to the client). */
   status: number | undefined;
+  /** The gateway's own 'response' and 'upgrade' listeners on proxyReq (the others are http-proxy-3's). */
+  own: ((...args: never[]) => void)[];
 }
 
 function destroySocket(s: Duplex): void {
@@ -129,6 +132,24 @@ function applyResponsePolicy(res: IncomingMessage, session: WsSession, table: Ro
   }
 }
 
+/**
+ * Wrap http-proxy-3's 'response' and 'upgrade' listeners on proxyReq (every listener but the
+ * session's own) so that they do nothing once the gateway has answered the client itself: an
+ * EventEmitter cannot stop the listeners after the one running, and the library's would write the
+ * 101 and pipe the sockets. Runs once per WebSocket handshake, not per request.
+ */
+function skipWhenFailed(proxyReq: ClientRequest, session: WsSession): void {
+  for (const event of ['response', 'upgrade'] as const) {
+    for (const listener of proxyReq.listeners(event) as ((...args: unknown[]) => void)[]) {
+      if ((session.own as unknown[]).includes(listener)) continue;
+      proxyReq.removeListener(event, listener);
+      proxyReq.on(event, function (this: ClientRequest, ...args: unknown[]) {
+        if (!session.failed) listener.apply(this, args);
+      });
+    }
+  }
+}
+
 /** Proxies upgrades and tracks the open WebSockets. */
 export class WebSocketProxy {
   readonly #logger: Logger;
@@ -194,6 +215,7 @@ export class WebSocketProxy {
       earlyBytes: 0,
       proxyReq: null,
       status: undefined,
+      own: [],
     };
     (req as IncomingMessage & Tagged)[kSession] = session;
     (socket as Duplex & Tagged)[kSession] = session;
@@ -214,6 +236,8 @@ export class WebSocketProxy {
     } catch (err) {
       this.#onError(session, err as Error);
     }
+    // The library's passes run synchronously: its listeners are on proxyReq now, after the gateway's.
+    if (session.proxyReq !== null) skipWhenFailed(session.proxyReq, session);
     if (!session.failed && !socket.destroyed) {
       // The server leaves an upgraded socket paused, so a client that leaves during the handshake
       // would go unnoticed: read (and keep) what it sends until the upstream answers.
@@ -234,17 +258,29 @@ export class WebSocketProxy {
     });
     session.proxyReq = proxyReq;
     // Registered before http-proxy-3's own listeners, so these run first.
-    proxyReq.on('response', (res: IncomingMessage) => {
+    const onResponse = (res: IncomingMessage): void => {
+      // A 101 without an Upgrade header arrives here (Node only calls 101 + Upgrade an upgrade).
+      if ((res.statusCode ?? 0) < 200) {
+        this.#refuseSwitch(session, res, res.socket);
+        return;
+      }
       session.status = res.statusCode;
       applyResponsePolicy(res, session, this.#table, false);
       // An upstream that stops in the middle of the refusal's body: end the client's connection too.
       res.once('close', () => {
         if (!res.complete) socket.destroy();
       });
-    });
-    proxyReq.on('upgrade', (res: IncomingMessage, upstreamSocket: Socket) => {
+    };
+    const onUpgrade = (res: IncomingMessage, upstreamSocket: Socket): void => {
       if (socket.destroyed) {
         upstreamSocket.destroy();
+        return;
+      }
+      // RFC 6455 4.1: the client fails the connection unless the 101 says "Upgrade: websocket". The
+      // gateway does so for it: the upstream switching to h2c (or anything else) is not tunnelled.
+      const protocol = res.headers.upgrade;
+      if (typeof protocol !== 'string' || protocol.trim().toLowerCase() !== 'websocket') {
+        this.#refuseSwitch(session, res, upstreamSocket);
         return;
       }
       session.status = 101;
@@ -276,7 +312,37 @@ export class WebSocketProxy {
         this.#metrics.websocketsOpen.dec({ route: route.name });
         setTimeout(destroySocket, 1000, upstreamSocket).unref();
       });
-    });
+    };
+    proxyReq.on('response', onResponse);
+    proxyReq.on('upgrade', onUpgrade);
+    session.own.push(onResponse, onUpgrade);
+  }
+
+  /**
+   * The upstream answered the handshake with a 101 that does not switch to WebSocket: close the
+   * upstream connection, answer 502 WG_UPSTREAM_BAD_RESPONSE and close (skipWhenFailed keeps
+   * http-proxy-3 from relaying the 101 after this).
+   */
+  #refuseSwitch(session: WsSession, res: IncomingMessage, upstreamSocket: Duplex | null): void {
+    const { ctx, route } = session;
+    session.failed = true;
+    session.proxyReq?.setTimeout(0);
+    upstreamSocket?.destroy();
+    res.destroy();
+    this.#metrics.upstreamErrors.inc({ route: route.name, kind: 'bad_response' });
+    const upgrade = res.headers.upgrade;
+    this.#logger.warn(
+      {
+        req_id: ctx.id,
+        route: route.name,
+        upstream: route.upstream.origin,
+        kind: 'bad_response',
+        status: res.statusCode,
+        upgrade: typeof upgrade === 'string' ? upgrade.slice(0, 64) : null,
+      },
+      'websocket upstream answered 101 without switching to WebSocket',
+    );
+    refuseSocket(session.req, session.socket, ctx, 'WG_UPSTREAM_BAD_RESPONSE');
   }
 
   #onError(session: WsSession, err: Error): void {

@@ -15,6 +15,9 @@ const table = buildRouteTable([
   route({ name: 'mount2', host: 'school.test', path: '/api2/', strip_prefix: true, upstream: 'https://open.upstream.test' }),
   route({ name: 'ip', host: 'ip.test', upstream: 'http://127.0.0.1:9000' }),
   route({ name: 'ip6', host: 'ip6.test', upstream: 'http://[::1]:9001' }),
+  route({ name: 'dot', host: 'dot.test', upstream: 'http://hub.example.:8080' }),
+  route({ name: 'dot-mount', host: 'dot.test', path: '/d/', strip_prefix: true, upstream: 'http://hub.example.:8080' }),
+  route({ name: 'mapped', host: 'mapped.test', upstream: 'http://[::ffff:7f00:1]:9002' }),
 ]);
 const byName = (n: string) => table.routes.find((r) => r.name === n) as CompiledRoute;
 
@@ -186,6 +189,104 @@ t.test('rewriteUrl: treats browser-equivalent forms as the absolute URL a browse
     t.equal(rewriteUrl(value, byName(routeName), table, ctxFor(authority, secure !== false)), expected, name);
   }
 });
+
+t.test(
+  'rewriteUrl: writes an absolute URL on the request origin when the mapped path begins with "//" (review F1 open redirect)',
+  async (t) => {
+    const cases: [name: string, routeName: string, authority: string, value: string, expected: string | undefined, secure?: boolean][] = [
+      ['dot-segment before //', 'api1', 'api1.school.test', '/.//evil.test/x', 'https://api1.school.test//evil.test/x'],
+      ['%2e before //', 'api1', 'api1.school.test', '/%2e//evil.test/x', 'https://api1.school.test//evil.test/x'],
+      ['.. before //', 'api1', 'api1.school.test', '/a/..//evil.test/x', 'https://api1.school.test//evil.test/x'],
+      ['dot-segment before a backslash', 'api1', 'api1.school.test', '/./\\evil.test/x', 'https://api1.school.test//evil.test/x'],
+      ['.. before a backslash', 'api1', 'api1.school.test', '/x/../\\evil.test', 'https://api1.school.test//evil.test'],
+      ['base path removed before //', 'based', 'based.test', '/app//evil.test/x?q=1#f', 'https://based.test//evil.test/x?q=1#f'],
+      ['base path and a dot-segment', 'based', 'based.test', '/app/.//evil.test', 'https://based.test//evil.test'],
+      ['the request port kept', 'based', 'based.test:8443', '/app//evil.test/x', 'https://based.test:8443//evil.test/x'],
+      ['plain HTTP page', 'based', 'based.test', '/app//evil.test/x', 'http://based.test//evil.test/x', false],
+      ['same-scheme "http:/" form', 'based', 'based.test', 'http:/app//evil.test/x', 'http://based.test//evil.test/x', false],
+      [
+        'own upstream absolute: absolute as before',
+        'based',
+        'based.test',
+        'http://base.internal/app//evil.test',
+        'https://based.test//evil.test',
+      ],
+      ['under a strip_prefix mount: stays relative', 'mount', 'school.test', '/.//evil.test/x', '/api1//evil.test/x'],
+      ['base path and strip_prefix: stays relative', 'based-strip', 'bs.test', '/app//evil.test', '/m//evil.test'],
+      ['"//" later in the path: stays relative', 'based', 'based.test', '/app/x//evil.test', '/x//evil.test'],
+      ['scheme-relative to a foreign host: not ours, left alone', 'based', 'based.test', '//evil.test/x', undefined],
+    ];
+    for (const [name, routeName, authority, value, expected, secure] of cases) {
+      t.equal(rewriteUrl(value, byName(routeName), table, ctxFor(authority, secure !== false)), expected, name);
+    }
+    t.equal(
+      rewriteRefresh('0; url=/.//evil.test/x', byName('api1'), table, ctxFor('api1.school.test')),
+      '0; url=https://api1.school.test//evil.test/x',
+      'Refresh',
+    );
+  },
+);
+
+t.test('rewriteUrl: never sends a browser to another site when the upstream value stays on the upstream (review F1)', async (t) => {
+  const heads = ['', '/app', '/app/', '/m', '/a/b'];
+  const middles = ['/.', '/%2e', '/%2E', '/a/..', '/a/%2e%2e', '/.;x', '', '/./.'];
+  const tails = ['//evil.test/x', '/\\evil.test/x', '\\\\evil.test/x', '/\t/evil.test/x', '/\\/evil.test', '//evil.test:80@x/'];
+  const publicHosts = new Set(table.routes.map((r) => r.host).filter((h) => h !== undefined));
+  publicHosts.add('a.dept.test');
+  const failures: string[] = [];
+  let checked = 0;
+  for (const r of table.routes) {
+    const authority = r.hostKind === 0 ? (r.host as string) : `a.${r.host as string}`;
+    const upstreamPage = new URL(`${r.upstream.origin}${r.upstream.basePath}/page`);
+    for (const secure of [true, false]) {
+      for (const h of heads)
+        for (const m of middles)
+          for (const tail of tails) {
+            const value = `${h}${m}${tail}`;
+            let before: URL;
+            try {
+              before = new URL(value, upstreamPage);
+            } catch {
+              continue;
+            }
+            // Only values a browser keeps on the upstream's own site: the public answer must stay on ours.
+            if (before.host !== upstreamPage.host) continue;
+            checked++;
+            const out = rewriteUrl(value, r, table, ctxFor(authority, secure)) ?? value;
+            const after = new URL(out, `${secure ? 'https' : 'http'}://${authority}/page`);
+            if (!publicHosts.has(after.hostname))
+              failures.push(`${r.name} ${JSON.stringify(value)} -> ${JSON.stringify(out)} (${after.host})`);
+          }
+    }
+  }
+  t.ok(checked > 1000, `${checked} values checked`);
+  t.same(failures, [], 'every answer resolves to a public host of the route table');
+});
+
+t.test(
+  'rewriteUrl: treats a trailing-dot upstream and the IPv4-mapped form of an upstream address as that upstream (review F8)',
+  async (t) => {
+    const cases: [name: string, routeName: string, authority: string, value: string, expected: string | undefined][] = [
+      ['trailing-dot upstream, URL without the dot', 'dot', 'dot.test', 'http://hub.example:8080/x', 'https://dot.test/x'],
+      ['trailing-dot upstream, URL with the dot', 'dot', 'dot.test', 'http://hub.example.:8080/x', 'https://dot.test/x'],
+      ['trailing-dot upstream, upper case', 'dot', 'dot.test', 'HTTP://HUB.example.:8080/x', 'https://dot.test/x'],
+      ['trailing-dot upstream, scheme-relative', 'dot', 'dot.test', '//hub.example:8080/x', 'https://dot.test/x'],
+      ['trailing-dot upstream behind strip_prefix', 'dot-mount', 'dot.test', 'http://hub.example:8080/x', 'https://dot.test/d/x'],
+      ['trailing-dot upstream behind strip_prefix, relative', 'dot-mount', 'dot.test', '/login', '/d/login'],
+      ['from another route to the trailing-dot upstream', 'api1', 'api1.school.test', 'http://hub.example:8080/x', 'https://dot.test/x'],
+      ['IPv4-mapped form of the upstream address', 'ip', 'ip.test', 'http://[::ffff:127.0.0.1]:9000/x', 'https://ip.test/x'],
+      ['IPv4-mapped form in hex', 'ip', 'ip.test', 'http://[::FFFF:7f00:1]:9000/x', 'https://ip.test/x'],
+      ['IPv4-mapped form, long notation', 'ip', 'ip.test', 'http://[0:0:0:0:0:ffff:127.0.0.1]:9000/x', 'https://ip.test/x'],
+      ['IPv4-mapped form of another address: left alone', 'ip', 'ip.test', 'http://[::ffff:127.0.0.2]:9000/x', undefined],
+      ['IPv4-compatible (not mapped) form: left alone', 'ip', 'ip.test', 'http://[::127.0.0.1]:9000/x', undefined],
+      ['upstream written IPv4-mapped, URL in IPv4', 'mapped', 'mapped.test', 'http://127.0.0.1:9002/x', 'https://mapped.test/x'],
+      ['upstream written IPv4-mapped, URL as written', 'mapped', 'mapped.test', 'http://[::ffff:7f00:1]:9002/x', 'https://mapped.test/x'],
+    ];
+    for (const [name, routeName, authority, value, expected] of cases) {
+      t.equal(rewriteUrl(value, byName(routeName), table, ctxFor(authority)), expected, name);
+    }
+  },
+);
 
 t.test('rewriteRefresh: rewrites the URL part when the header redirects to an upstream', async (t) => {
   const r = byName('api1');
@@ -402,5 +503,84 @@ t.test(
       ['/to-a', 'api2.school.test', 'http://school.test/api1/z'],
     ];
     for (const [path, host, expected] of cases) t.equal((await get(path, host)).headers.location, expected, `${host}${path}`);
+  },
+);
+
+t.test(
+  'gateway: answers Location, Content-Location and Refresh that would read as //other-host with an absolute URL on the request origin (review F1 open redirect)',
+  async (t) => {
+    const up = await startGatewayUpstream(t, 'U', (req, res) => {
+      const q = new URL(req.url ?? '/', 'http://x').searchParams;
+      res.writeHead(302, { [q.get('h') ?? 'location']: q.get('v') ?? '/', 'content-length': '0' });
+      res.end();
+    });
+    const s = await startGateway(
+      t,
+      makeConfig({
+        listen: LOOPBACK,
+        admin: ADMIN,
+        routes: [
+          { name: 'plain', host: 'school.test', upstream: up.url },
+          { name: 'mount', host: 'school.test', path: '/m/', strip_prefix: true, upstream: up.url },
+          { name: 'based', host: 'based.test', upstream: `${up.url}/app` },
+        ],
+      }),
+    );
+    const cases: [host: string, path: string, header: string, value: string, expected: string][] = [
+      ['school.test', '/p', 'location', '/.//evil.test/x', 'http://school.test//evil.test/x'],
+      ['school.test', '/p', 'location', '/%2e//evil.test/x', 'http://school.test//evil.test/x'],
+      ['school.test', '/p', 'location', '/a/..//evil.test/x', 'http://school.test//evil.test/x'],
+      ['school.test', '/p', 'location', '/./\\evil.test/x', 'http://school.test//evil.test/x'],
+      ['school.test', '/p', 'content-location', '/.//evil.test/x', 'http://school.test//evil.test/x'],
+      ['school.test', '/p', 'refresh', '0; url=/.//evil.test/x', '0; url=http://school.test//evil.test/x'],
+      ['based.test', '/p', 'location', '/app//evil.test/x', 'http://based.test//evil.test/x'],
+      ['based.test', '/p', 'refresh', '0;url=/app//evil.test', '0;url=http://based.test//evil.test'],
+      ['school.test', '/m/p', 'location', '/.//evil.test/x', '/m//evil.test/x'],
+      ['school.test', '/p', 'location', '/login', '/login'],
+    ];
+    for (const [host, path, header, value, expected] of cases) {
+      const r = await send(s.httpPort, host, { path: `${path}?h=${header}&v=${encodeURIComponent(value)}` });
+      const out = r.headers[header] as string;
+      t.equal(out, expected, `${host}${path} ${header}: ${JSON.stringify(value)}`);
+      const url = header === 'refresh' ? out.slice(out.indexOf('=') + 1) : out;
+      t.equal(new URL(url, `http://${host}${path}`).host, host, `${host}${path} ${header}: the browser stays on ${host}`);
+    }
+  },
+);
+
+t.test(
+  'gateway: rewrites redirects to a trailing-dot upstream and to the IPv4-mapped form of an upstream address (review F8)',
+  async (t) => {
+    let port = 0;
+    const up = await startGatewayUpstream(t, 'B', (req, res) => {
+      const to: Record<string, string> = {
+        '/to-dot': 'http://hub.example:8080/x',
+        '/to-dot-dot': 'http://hub.example.:8080/y',
+        '/mapped': `http://[::ffff:127.0.0.1]:${port}/z`,
+        '/mapped-hex': `http://[::ffff:7f00:1]:${port}/w`,
+      };
+      res.writeHead(302, { location: to[req.url ?? ''] ?? '/', 'content-length': '0' });
+      res.end();
+    });
+    port = up.port;
+    const s = await startGateway(
+      t,
+      makeConfig({
+        listen: LOOPBACK,
+        admin: ADMIN,
+        routes: [
+          // Never reached (no trailing-dot name resolves here): only redirects to it are rewritten.
+          { name: 'dot', host: 'a.school.test', upstream: 'http://hub.example.:8080' },
+          { name: 'b', host: 'b.school.test', upstream: up.url },
+        ],
+      }),
+    );
+    const cases: [path: string, expected: string][] = [
+      ['/to-dot', 'http://a.school.test/x'],
+      ['/to-dot-dot', 'http://a.school.test/y'],
+      ['/mapped', 'http://b.school.test/z'],
+      ['/mapped-hex', 'http://b.school.test/w'],
+    ];
+    for (const [path, expected] of cases) t.equal((await send(s.httpPort, 'b.school.test', { path })).headers.location, expected, path);
   },
 );

@@ -432,3 +432,70 @@ t.test('proxy websocket: puts the request id on the answer when the gateway itse
     t.equal(a.headers.connection, 'close', `${host}: Connection: close`);
   }
 });
+
+// Review finding F7: an upstream 101 that switches to another protocol than WebSocket.
+
+/** A raw upstream answering every handshake with `answer`, then writing `after` on the switched connection. */
+async function raw101Upstream(t: Test, answer: string, after: string): Promise<{ port: number; closed: () => number }> {
+  let closed = 0;
+  const server = net.createServer((c) => {
+    c.on('error', () => {});
+    c.on('close', () => closed++);
+    c.once('data', () => c.write(`${answer}${after}`));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise((resolve) => server.close(resolve)));
+  return { port: (server.address() as AddressInfo).port, closed: () => closed };
+}
+
+t.test('proxy websocket: answers 502 and closes both sides when the upstream answers 101 with another Upgrade or none', async (t) => {
+  const cases: [name: string, answer: string][] = [
+    ['Upgrade: h2c', 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n'],
+    ['no Upgrade header', 'HTTP/1.1 101 Switching Protocols\r\n\r\n'],
+    ['no Upgrade header, with Transfer-Encoding', 'HTTP/1.1 101 Switching Protocols\r\nTransfer-Encoding: chunked\r\n\r\n'],
+    ['two Upgrade tokens', 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket, h2c\r\nConnection: Upgrade\r\n\r\n'],
+  ];
+  for (const [name, answer] of cases) {
+    // Bytes of the other protocol right after the 101 (an h2c server starts with its SETTINGS frame).
+    const up = await raw101Upstream(t, answer, 'UPSTREAM-OTHER-PROTOCOL');
+    const s = await startGateway(
+      t,
+      makeConfig({
+        listen: LOOPBACK,
+        admin: ADMIN,
+        routes: [{ name: 'ws', host: 'school.test', upstream: `http://127.0.0.1:${up.port}` }],
+      }),
+    );
+    for (const version of ['1.1', '1.0']) {
+      // rawExchange reads until the gateway closes the connection.
+      const text = await rawExchange(s.httpPort, handshake('/ws', 'school.test', version));
+      const a = parseAnswer(text);
+      t.equal(a.status, 502, `${name}, HTTP/${version}: 502`);
+      t.match(a.body, /WG_UPSTREAM_BAD_RESPONSE/, `${name}, HTTP/${version}: the error code`);
+      t.equal(a.headers.connection, 'close', `${name}, HTTP/${version}: Connection: close`);
+      t.notMatch(text, /101|UPSTREAM-OTHER-PROTOCOL|h2c/i, `${name}, HTTP/${version}: nothing of the 101 or after it reaches the client`);
+      const line = await waitFor(() => s.logs.lines.find((l) => l.log === 'access' && l.req_id === a.headers['x-request-id']));
+      t.equal(line?.status, 502, `${name}, HTTP/${version}: logged as 502`);
+    }
+    await waitFor(() => (up.closed() === 2 ? true : undefined));
+    t.equal(up.closed(), 2, `${name}: both upstream connections closed`);
+    const warn = s.logs.lines.filter((l) => l.msg === 'websocket upstream answered 101 without switching to WebSocket');
+    t.equal(warn.length, 2, `${name}: one warning per handshake`);
+  }
+});
+
+t.test('proxy websocket: tunnels when the upstream 101 names websocket in another letter case', async (t) => {
+  const up = await raw101Upstream(
+    t,
+    'HTTP/1.1 101 Switching Protocols\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n',
+    'FRAME-BYTES',
+  );
+  const s = await startGateway(
+    t,
+    makeConfig({ listen: LOOPBACK, admin: ADMIN, routes: [{ name: 'ws', host: 'school.test', upstream: `http://127.0.0.1:${up.port}` }] }),
+  );
+  const text = await rawExchange(s.httpPort, handshake('/ws'), /FRAME-BYTES/);
+  t.match(text, /^HTTP\/1\.1 101 Switching Protocols\r\n/);
+  t.match(text, /\r\nupgrade: WebSocket\r\n/i);
+  t.match(text, /\r\n\r\nFRAME-BYTES$/, 'the upstream bytes after the 101 are tunnelled');
+});
