@@ -194,7 +194,9 @@ export function openSqliteStore(opts: SqliteStoreOptions): StateStore {
   );
   const acByDigest = s('SELECT id FROM auth_codes WHERE digest = ?');
   const acPending = s(`SELECT ${acCols}, digest, code FROM auth_codes WHERE state = 'pending' ORDER BY next_attempt_at, id`);
-  const acRetry = s("UPDATE auth_codes SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ? AND state = 'pending'");
+  const acRetry = s(
+    "UPDATE auth_codes SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ? AND state = 'pending'",
+  );
   const acFinish = s(
     "UPDATE auth_codes SET state = ?, code = NULL, attempts = attempts + 1, last_error = ?, corp_id = ?, finished_at = ? WHERE id = ? AND state = 'pending'",
   );
