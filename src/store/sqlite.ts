@@ -876,3 +876,23 @@ function fsyncDir(dir: string): void {
     closeSync(fd);
   }
 }
+
+/**
+ * When each suite's ticket was received, read from the database file of a wegate that is not running
+ * (`wegate doctor`): opened read-only, never created or migrated, never the ticket itself.
+ */
+export function readSuiteTicketTimes(dir: string): Map<string, number> | undefined {
+  const file = join(resolve(dir), DB_FILE);
+  try {
+    statSync(file);
+  } catch {
+    return undefined;
+  }
+  const db = new DatabaseSync(file, { readOnly: true, timeout: 200 });
+  try {
+    const rows = db.prepare('SELECT suite_id, received_at FROM suite_tickets').all() as Row[];
+    return new Map(rows.map((r) => [String(r['suite_id']), num(r['received_at'])]));
+  } finally {
+    db.close();
+  }
+}
