@@ -68,7 +68,7 @@ export const suiteTicketCheck: DoctorCheck = {
     const src = await ticketTimes(ctx);
     return suites.map((s): CheckResult => {
       const subject = `suite ${s.name} (${s.suite_id})`;
-      if ('error' in src) return result(CHECK, subject, 'fail', { en: src.error, zh: `无法确认 suite_ticket：${src.error}` }, fix(ctx, s));
+      if ('error' in src) return result(CHECK, subject, 'fail', { en: src.error, zh: `无法确认 suite_ticket：${src.error}` });
       const at = src.times.get(s.suite_id);
       if (at === undefined || Number.isNaN(at)) {
         return result(
