@@ -33,6 +33,8 @@ import { createWecomApi, type WecomApi, type WecomEgress } from './wecom/api/ind
 import { createProfileWecomEgress } from './wecom/api/profile-egress.ts';
 import { createRelay, createRelayLimiter, createRelayTunnel, type RelayClients, type RelayTunnel } from './wecom/relay/index.ts';
 import { type Callbacks, createCallbacks } from './wecom/callback/index.ts';
+import { createStore, type StateStore } from './store/index.ts';
+import { createProviderEvents, type ProviderEvents } from './wecom/callback/provider-events.ts';
 
 export interface GatewayDeps {
   readonly logger: Logger;
@@ -114,6 +116,9 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
   let relayTunnel: RelayTunnel | undefined;
   // The callback endpoints outlive generations (de-dup keys, deliveries in flight), like the client.
   let callbacks: Callbacks | undefined;
+  // The durable state (suite tickets, permanent codes, AuthCodes): opened once, closed last; suites need it.
+  let store: StateStore | undefined;
+  let provider: ProviderEvents | undefined;
 
   const httpsServers = new Set<Server>();
   const makeCertStore = (c: Config): Promise<CertStore> | undefined => {
@@ -193,6 +198,8 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
   let wecom: WecomApi | undefined;
   let readiness: Readiness | undefined;
   try {
+    if (initial.state !== undefined || (initial.wecom?.suites.length ?? 0) > 0)
+      store = await createStore({ config: initial.state, neededBy: 'wecom.suites', logger, clock });
     const wecomEgress =
       deps.wecomEgress ??
       wecomDirect?.egress ??
@@ -200,15 +207,35 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
         ? createProfileWecomEgress(() => egress.profile(wecomProfile) as EgressProfile, initial.wecom)
         : undefined);
     if (initial.wecom && wecomEgress) {
-      wecom = createWecomApi({ config: initial.wecom, egress: wecomEgress, logger, metrics, incidents, env: deps.env ?? {} });
+      wecom = createWecomApi({
+        config: initial.wecom,
+        egress: wecomEgress,
+        logger,
+        metrics,
+        incidents,
+        env: deps.env ?? {},
+        ...(store ? { suiteTickets: store.suiteTickets, permanentCodes: store.permanentCodes } : {}),
+      });
+      if (store && initial.wecom.suites.length > 0)
+        provider = createProviderEvents({ config: initial.wecom, store, wecom, logger, metrics, clock });
       if (initial.wecom.probe.enabled)
         readiness = createReadiness({ wecom, metrics, logger, clock, intervalMs: initial.wecom.probe.interval_ms });
     }
     if (initial.wecom && initial.wecom.callbacks.length > 0) {
-      callbacks = createCallbacks({ config: initial.wecom, logger, metrics, env: deps.env ?? {}, ...(deps.now ? { now: deps.now } : {}) });
+      callbacks = createCallbacks({
+        config: initial.wecom,
+        logger,
+        metrics,
+        env: deps.env ?? {},
+        ...(deps.now ? { now: deps.now } : {}),
+        ...(provider ? { provider } : {}),
+      });
     }
+    await provider?.start();
   } catch (e) {
+    await provider?.close();
     await wecom?.close();
+    await store?.close();
     await wecomDirect?.close();
     await egress.close();
     throw e;
@@ -232,7 +259,9 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
     }
   } catch (e) {
     certStore?.close();
+    await provider?.close();
     await wecom?.close();
+    await store?.close();
     await wecomDirect?.close();
     await egress.close();
     throw e;
@@ -335,6 +364,7 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
       egress: () => egress.snapshot(),
       ...(wecom ? { wecom: { egress: () => wecom.egress.name, tokens: () => wecom.tokenStatus() } } : {}),
       ...(readiness ? { readiness } : {}),
+      ...(provider ? { provider: provider.snapshot } : {}),
       about: () => ({ ...deps.about, listen: listenPorts }),
     });
 
@@ -451,7 +481,9 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
     readiness?.close();
     await relayTunnel?.close();
     await callbacks?.close();
+    await provider?.close();
     await wecom?.close();
+    await store?.close();
     await wecomDirect?.close();
     await egress.close();
     if (adminServer) await closeServer(adminServer);

@@ -33,6 +33,37 @@ export interface TokenView {
   readonly heldUntil?: number;
 }
 
+/** What the provider events keep (picked by name below). */
+export interface ProviderSource {
+  readonly suites: readonly {
+    readonly name: string;
+    readonly suiteId: string;
+    readonly kind: string;
+    readonly ticketReceivedAt: number | undefined;
+    readonly ticketTimestamp: number | undefined;
+  }[];
+  readonly corps: readonly {
+    readonly suiteId: string;
+    readonly corpId: string;
+    readonly corpName: string | undefined;
+    readonly status: string;
+    readonly createdAt: number;
+    readonly updatedAt: number;
+    readonly cancelledAt: number | undefined;
+  }[];
+  readonly authCodes: readonly {
+    readonly id: number;
+    readonly suiteId: string;
+    readonly infoType: string;
+    readonly state: string;
+    readonly attempts: number;
+    readonly receivedAt: number;
+    readonly nextAttemptAt: number;
+    readonly lastError: string | undefined;
+    readonly corpId: string | undefined;
+  }[];
+}
+
 export interface DiagnosticsSources {
   readonly clock: () => number;
   readonly incidents: Incidents;
@@ -40,6 +71,8 @@ export interface DiagnosticsSources {
   /** Undefined without a `wecom:` section. */
   readonly wecom?: { readonly egress: () => string; readonly tokens: () => readonly TokenView[] };
   readonly readiness?: Pick<Readiness, 'results'>;
+  /** Suites' suite_ticket age, the authorised corps and the AuthCodes (src/wecom/callback/provider-events.ts); never a ticket or code. */
+  readonly provider?: () => ProviderSource;
   /** The running process (doctor recognises a running wegate by it). */
   readonly about: () => { readonly version?: string; readonly pid?: number; readonly listen: Readonly<Record<string, number>> };
 }
@@ -106,6 +139,40 @@ export function diagnosticsSnapshot(src: DiagnosticsSources) {
           })),
         }
       : null,
+    provider: src.provider ? providerView(src.provider(), now) : null,
+  };
+}
+
+function providerView(p: ProviderSource, now: number) {
+  return {
+    suites: p.suites.map((s) => ({
+      name: s.name,
+      suiteId: s.suiteId,
+      kind: s.kind,
+      suiteTicketReceivedAt: iso(s.ticketReceivedAt),
+      suiteTicketAgeSeconds: s.ticketReceivedAt === undefined ? null : Math.max(0, Math.round((now - s.ticketReceivedAt) / 1000)),
+      suiteTicketTimestamp: s.ticketTimestamp ?? null,
+    })),
+    corps: p.corps.map((c) => ({
+      suiteId: c.suiteId,
+      corpId: c.corpId,
+      corpName: c.corpName ?? null,
+      status: c.status,
+      createdAt: iso(c.createdAt),
+      updatedAt: iso(c.updatedAt),
+      cancelledAt: iso(c.cancelledAt),
+    })),
+    authCodes: p.authCodes.map((a) => ({
+      id: a.id,
+      suiteId: a.suiteId,
+      infoType: a.infoType,
+      state: a.state,
+      attempts: a.attempts,
+      receivedAt: iso(a.receivedAt),
+      nextAttemptAt: a.state === 'pending' ? iso(a.nextAttemptAt) : null,
+      lastError: a.lastError ?? null,
+      corpId: a.corpId ?? null,
+    })),
   };
 }
 
@@ -220,6 +287,56 @@ ${egress}
 ${tokens}
 <h2>WeCom readiness probe / 企业微信就绪探测</h2>
 ${ready}
-</body></html>
+${s.provider ? providerHtml(s.provider) : ''}</body></html>
+`;
+}
+
+/** Suites, authorised corps and AuthCodes (provider events): ages and ids, never a ticket or code. */
+function providerHtml(p: NonNullable<DiagnosticsSnapshot['provider']>): string {
+  const suites = table(
+    ['suite / 应用套件', 'suite id', 'kind / 类型', 'suite_ticket received / 接收时间', 'age / 已过去'],
+    p.suites.map((s) => [
+      s.name,
+      s.suiteId,
+      s.kind,
+      s.suiteTicketReceivedAt ?? 'none yet: check the 指令回调URL / 尚未收到：请检查指令回调URL',
+      s.suiteTicketAgeSeconds === null ? null : `${s.suiteTicketAgeSeconds} s`,
+    ]),
+    'No suite configured. / 未配置应用套件。',
+  );
+  const corps = table(
+    [
+      'suite id',
+      'corp id / 企业ID',
+      'name / 企业名称',
+      'status / 状态',
+      'authorised / 授权时间',
+      'updated / 更新时间',
+      'cancelled / 取消时间',
+    ],
+    p.corps.map((c) => [c.suiteId, c.corpId, c.corpName, c.status, c.createdAt, c.updatedAt, c.cancelledAt]),
+    'No corp has authorised yet. / 尚无企业授权。',
+  );
+  const codes = table(
+    [
+      'id',
+      'suite id',
+      'event / 事件',
+      'state / 状态',
+      'attempts / 尝试次数',
+      'received / 接收时间',
+      'next / 下次尝试',
+      'corp id / 企业ID',
+      'last error / 最近错误',
+    ],
+    p.authCodes.map((a) => [a.id, a.suiteId, a.infoType, a.state, a.attempts, a.receivedAt, a.nextAttemptAt, a.corpId, a.lastError]),
+    'No AuthCode received. / 尚未收到临时授权码。',
+  );
+  return `<h2>WeCom suites / 应用套件（suite_ticket）</h2>
+${suites}
+<h2>Authorised corps / 已授权企业</h2>
+${corps}
+<h2>AuthCodes (create_auth / reset_permanent_code) / 临时授权码</h2>
+${codes}
 `;
 }

@@ -48,6 +48,10 @@ export interface Metrics {
   readonly wecomCallbacks: Counter<'callback' | 'outcome'>;
   /** Deliveries of callbacks to the vendor, by callback name and result (ok, rejected, timeout, error). */
   readonly wecomCallbackDeliveries: Counter<'callback' | 'result'>;
+  /** Provider events (指令回调) handled by wegate, by suite, InfoType and outcome (stored, older, recorded, duplicate, updated, cancelled, unknown_corp, invalid). */
+  readonly wecomProviderEvents: Counter<'suite' | 'type' | 'outcome'>;
+  /** AuthCode → permanent code exchanges, by suite and result (ok, retry, rejected, expired). */
+  readonly wecomPermanentCodeExchanges: Counter<'suite' | 'result'>;
 }
 
 export interface MetricsOptions {
@@ -193,6 +197,18 @@ export function createMetrics({ registry, processMetrics = true }: MetricsOption
       name: 'wegate_wecom_callback_deliveries_total',
       help: 'Deliveries of decrypted callbacks to the vendor, by callback and result (ok, rejected = non-2xx, timeout, error).',
       labelNames: ['callback', 'result'],
+      registers,
+    }),
+    wecomProviderEvents: new Counter({
+      name: 'wegate_wecom_provider_events_total',
+      help: 'Provider events (指令回调: suite_ticket, create_auth, reset_permanent_code, change_auth, cancel_auth) handled by wegate, by suite, type and outcome.',
+      labelNames: ['suite', 'type', 'outcome'],
+      registers,
+    }),
+    wecomPermanentCodeExchanges: new Counter({
+      name: 'wegate_wecom_permanent_code_exchanges_total',
+      help: 'AuthCode → permanent code exchanges (service/v2/get_permanent_code), by suite and result (ok, retry, rejected, expired).',
+      labelNames: ['suite', 'result'],
       registers,
     }),
   };

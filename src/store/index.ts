@@ -62,3 +62,13 @@ export async function createStore(deps: StoreDeps): Promise<StateStore> {
     ...deps.tuning,
   });
 }
+
+/**
+ * When each suite's ticket was received (suite id → ms), from the store of a wegate that is not
+ * running (`wegate doctor`); undefined when there is no database file yet. Throws when the file
+ * cannot be read (in use by a running wegate: it holds the file exclusively).
+ */
+export async function inspectSuiteTickets(config: StateConfig): Promise<Map<string, number> | undefined> {
+  const { readSuiteTicketTimes } = await import('./sqlite.ts');
+  return readSuiteTicketTimes(config.dir);
+}

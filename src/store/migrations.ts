@@ -58,6 +58,29 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE permanent_codes ADD COLUMN cancelled_at INTEGER;
     `,
   },
+  {
+    // The AuthCodes of create_auth / reset_permanent_code, kept (sealed) from the moment WeCom is
+    // answered until the exchange for the permanent code succeeds or is given up; one row per code
+    // (digest = sha256 of suite and code), so WeCom's retries of one event are exchanged once.
+    version: 3,
+    sql: `
+      CREATE TABLE auth_codes (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        digest TEXT NOT NULL UNIQUE,
+        suite_id TEXT NOT NULL,
+        info_type TEXT NOT NULL,
+        code BLOB,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'done', 'failed')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        received_at INTEGER NOT NULL,
+        next_attempt_at INTEGER NOT NULL,
+        last_error TEXT,
+        corp_id TEXT,
+        finished_at INTEGER
+      );
+      CREATE INDEX auth_codes_state ON auth_codes (state, next_attempt_at);
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;

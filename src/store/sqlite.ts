@@ -28,12 +28,17 @@ import type { Logger } from '../core/logger.ts';
 import { StoreOpenError } from './errors.ts';
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.ts';
 import { createSealer, loadKeyFile, type Sealer } from './sealing.ts';
+import { createHash } from 'node:crypto';
 import type {
+  AuthCodeRecord,
+  AuthCodeState,
+  AuthCodeStore,
   AuthCorpRecord,
   AuthStatus,
   CallbackQueue,
   DedupStore,
   EnqueueResult,
+  PendingAuthCode,
   PermanentCodeStore,
   QueueAppStats,
   QueueEntry,
@@ -181,6 +186,21 @@ export function openSqliteStore(opts: SqliteStoreOptions): StateStore {
   const codeInfo = s(`SELECT ${codeInfoCols} FROM permanent_codes WHERE suite_id = ? AND corp_id = ?`);
   const codeListAll = s(`SELECT ${codeInfoCols} FROM permanent_codes ORDER BY suite_id, corp_id`);
   const codeListSuite = s(`SELECT ${codeInfoCols} FROM permanent_codes WHERE suite_id = ? ORDER BY corp_id`);
+
+  const acCols = 'id, suite_id, info_type, state, attempts, received_at, next_attempt_at, last_error, corp_id, finished_at';
+  const acInsert = s(
+    `INSERT INTO auth_codes (digest, suite_id, info_type, code, state, attempts, received_at, next_attempt_at)
+     VALUES (?, ?, ?, ?, 'pending', 0, ?, ?) ON CONFLICT (digest) DO NOTHING`,
+  );
+  const acByDigest = s('SELECT id FROM auth_codes WHERE digest = ?');
+  const acPending = s(`SELECT ${acCols}, digest, code FROM auth_codes WHERE state = 'pending' ORDER BY next_attempt_at, id`);
+  const acRetry = s(
+    "UPDATE auth_codes SET attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ? AND state = 'pending'",
+  );
+  const acFinish = s(
+    "UPDATE auth_codes SET state = ?, code = NULL, attempts = attempts + 1, last_error = ?, corp_id = ?, finished_at = ? WHERE id = ? AND state = 'pending'",
+  );
+  const acList = s(`SELECT ${acCols} FROM auth_codes ORDER BY id DESC LIMIT ?`);
 
   // The WHERE makes the upsert a no-op while a claim is live: changes = 1 exactly when claimed.
   const claimStmt = s(
@@ -452,6 +472,88 @@ export function openSqliteStore(opts: SqliteStoreOptions): StateStore {
     },
   };
 
+  // --- AuthCodes (create_auth / reset_permanent_code) ---------------------------------------------
+  const acDigest = (suiteId: string, code: string) => createHash('sha256').update(suiteId).update('\0').update(code).digest('hex');
+  const acAad = (digest: string) => `auth_code\0${digest}`;
+  const toAuthCode = (r: Row): AuthCodeRecord => ({
+    id: num(r['id']),
+    suiteId: String(r['suite_id']),
+    infoType: String(r['info_type']),
+    state: String(r['state']) as AuthCodeState,
+    attempts: num(r['attempts']),
+    receivedAt: num(r['received_at']),
+    nextAttemptAt: num(r['next_attempt_at']),
+    lastError: optStr(r['last_error']),
+    corpId: optStr(r['corp_id']),
+    finishedAt: optNum(r['finished_at']),
+  });
+  const authCodes: AuthCodeStore = {
+    add(input) {
+      try {
+        checkKey('suiteId', input.suiteId);
+        checkKey('infoType', input.infoType);
+        checkKey('authCode', input.authCode);
+      } catch (err) {
+        return fail(err);
+      }
+      const now = clock();
+      const digest = acDigest(input.suiteId, input.authCode);
+      const sealed = sealer.seal(input.authCode, acAad(digest));
+      return write(() => {
+        const r = acInsert.run(digest, input.suiteId, input.infoType, sealed, now, now);
+        if (Number(r.changes) === 1) return { duplicate: false, id: Number(r.lastInsertRowid) };
+        return { duplicate: true, id: num((acByDigest.get(digest) as Row)['id']) };
+      });
+    },
+    pending() {
+      return read(() =>
+        acPending.all().map((r): PendingAuthCode => {
+          const rec = toAuthCode(r as Row);
+          let authCode: string;
+          try {
+            authCode = sealer.open(r['code'] as Uint8Array, acAad(String(r['digest'])));
+          } catch (err) {
+            throw new GatewayError('WG_STORE_UNAVAILABLE', `state store ${file}: the AuthCode of row ${rec.id} cannot be decrypted`, {
+              cause: err,
+            });
+          }
+          return { ...rec, authCode };
+        }),
+      );
+    },
+    retry(id, nextAttemptAt, error) {
+      return write(() => {
+        acRetry.run(nextAttemptAt, clip(error), id);
+      });
+    },
+    complete(id, grant) {
+      try {
+        checkKey('suiteId', grant.suiteId);
+        checkKey('corpId', grant.corpId);
+        checkKey('permanentCode', grant.permanentCode);
+      } catch (err) {
+        return fail(err);
+      }
+      const now = clock();
+      const sealed = sealer.seal(grant.permanentCode, aad(grant.suiteId, grant.corpId));
+      const info = infoText(grant.authInfo);
+      // One savepoint: the permanent code is stored exactly when the AuthCode is marked done.
+      return write(() => {
+        codePut.run(grant.suiteId, grant.corpId, sealed, grant.corpName ?? null, info, now, now);
+        acFinish.run('done', null, grant.corpId, now, id);
+      });
+    },
+    giveUp(id, error) {
+      const now = clock();
+      return write(() => {
+        acFinish.run('failed', clip(error), null, now, id);
+      });
+    },
+    list(limit = 100) {
+      return read(() => acList.all(Math.max(1, Math.min(1000, Math.trunc(limit)))).map((r) => toAuthCode(r as Row)));
+    },
+  };
+
   // --- de-duplication -------------------------------------------------------------------------------
   const dedup: DedupStore = {
     claim(key, ttlMs) {
@@ -599,6 +701,7 @@ export function openSqliteStore(opts: SqliteStoreOptions): StateStore {
     location: file,
     suiteTickets,
     permanentCodes,
+    authCodes,
     dedup,
     queue,
     health: () => health,
@@ -771,5 +874,25 @@ function fsyncDir(dir: string): void {
     fsyncSync(fd);
   } finally {
     closeSync(fd);
+  }
+}
+
+/**
+ * When each suite's ticket was received, read from the database file of a wegate that is not running
+ * (`wegate doctor`): opened read-only, never created or migrated, never the ticket itself.
+ */
+export function readSuiteTicketTimes(dir: string): Map<string, number> | undefined {
+  const file = join(resolve(dir), DB_FILE);
+  try {
+    statSync(file);
+  } catch {
+    return undefined;
+  }
+  const db = new DatabaseSync(file, { readOnly: true, timeout: 200 });
+  try {
+    const rows = db.prepare('SELECT suite_id, received_at FROM suite_tickets').all() as Row[];
+    return new Map(rows.map((r) => [String(r['suite_id']), num(r['received_at'])]));
+  } finally {
+    db.close();
   }
 }

@@ -69,6 +69,51 @@ export interface PermanentCodeStore extends PermanentCodes {
   list(suiteId?: string): Promise<AuthCorpRecord[]>;
 }
 
+export type AuthCodeState = 'pending' | 'done' | 'failed';
+
+/** A create_auth / reset_permanent_code AuthCode waiting for (or past) its exchange; `authCode` only while pending. */
+export interface AuthCodeRecord {
+  readonly id: number;
+  readonly suiteId: string;
+  /** create_auth or reset_permanent_code. */
+  readonly infoType: string;
+  readonly state: AuthCodeState;
+  readonly attempts: number;
+  readonly receivedAt: number;
+  readonly nextAttemptAt: number;
+  readonly lastError: string | undefined;
+  /** The authorising corp, once the exchange told it. */
+  readonly corpId: string | undefined;
+  readonly finishedAt: number | undefined;
+}
+
+export interface PendingAuthCode extends AuthCodeRecord {
+  /** The AuthCode itself (single use, valid about 10 minutes). Never log it. */
+  readonly authCode: string;
+}
+
+/**
+ * AuthCodes recorded durably before WeCom is answered (it wants "success" within 1000 ms), then
+ * exchanged for the permanent code. Sealed at rest like the permanent codes.
+ */
+export interface AuthCodeStore {
+  /** Record an AuthCode; `duplicate` when this code of this suite was recorded before (a WeCom retry). */
+  add(input: { readonly suiteId: string; readonly infoType: string; readonly authCode: string }): Promise<{
+    readonly duplicate: boolean;
+    readonly id: number;
+  }>;
+  /** Every pending AuthCode, soonest due first, with the code opened. */
+  pending(): Promise<PendingAuthCode[]>;
+  /** The exchange failed and will be tried again at `nextAttemptAt`. */
+  retry(id: number, nextAttemptAt: number, error: string): Promise<void>;
+  /** The exchange succeeded: store the permanent code (as PermanentCodeStore.put) and forget the AuthCode, in one transaction. */
+  complete(id: number, grant: AuthCorpInput & { readonly permanentCode: string }): Promise<void>;
+  /** Give up (expired or refused by WeCom): the AuthCode is forgotten, the row stays as the audit line. */
+  giveUp(id: number, error: string): Promise<void>;
+  /** Every recorded AuthCode, newest first, without the codes (diagnostics). */
+  list(limit?: number): Promise<AuthCodeRecord[]>;
+}
+
 export interface DedupStore {
   /**
    * Atomically claim `key` for `ttlMs`: true the first time (or once an earlier claim expired), false
@@ -186,6 +231,7 @@ export interface StateStore {
   readonly location: string;
   readonly suiteTickets: SuiteTicketStore;
   readonly permanentCodes: PermanentCodeStore;
+  readonly authCodes: AuthCodeStore;
   readonly dedup: DedupStore;
   readonly queue: CallbackQueue;
   health(): StoreHealth;

@@ -8,7 +8,8 @@
  *   for a wrong corp / secret, from any IP (as the real one);
  * - business APIs (get_api_domain_ip, user/get, message/send …) check the token (40014 invalid,
  *   42001 expired) and the caller's address against the app's trusted IPs (60020 with the address);
- * - the third-party / 代开发 template chain: service/get_suite_token, get_corp_token, get_permanent_code;
+ * - the third-party / 代开发 template chain: service/get_suite_token, get_corp_token, get_permanent_code
+ *   (v1 and v2), v2/get_auth_info;
  * - faults: answer an errcode N times, hang, stream a huge body;
  * - records every request (path, query with secret values masked, body keys, source address, the app
  *   it matched) and counts calls per path.
@@ -62,6 +63,8 @@ export interface FakeSuite {
   expiresIn?: number;
   /** Authorised corps: auth_corpid → permanent_code. */
   readonly corps: Map<string, string>;
+  /** Corp names get_auth_info answers (change_auth refreshes them). */
+  corpNames?: Map<string, string>;
   /** Pending auth codes (single use): auth_code → corp id and the permanent code to hand out. */
   readonly authCodes: Map<string, { corpId: string; permanentCode: string; corpName?: string }>;
 }
@@ -226,6 +229,11 @@ export class FakeWecom {
     this.#fault(path, { errcode, remaining: times });
   }
 
+  /** Drop the faults still queued for `path` (WeCom works again). */
+  clearFaults(path: string): void {
+    this.#faults.delete(path);
+  }
+
   /** The next `times` requests to `path` never get an answer (until the fake closes). */
   hang(path: string, times = 1): void {
     this.#fault(path, { hang: true, remaining: times });
@@ -324,6 +332,7 @@ export class FakeWecom {
         return this.#send(res, { suite_access_token: token, expires_in: expiresIn });
       }
       case '/cgi-bin/service/get_corp_token':
+      case '/cgi-bin/service/v2/get_auth_info':
       case '/cgi-bin/service/get_permanent_code':
       case '/cgi-bin/service/v2/get_permanent_code': {
         const c = this.#check(p.get('suite_access_token'), 'suite');
@@ -337,6 +346,18 @@ export class FakeWecom {
           if (code !== str(body['permanent_code'])) return this.#error(res, 40084, from);
           const { token, expiresIn } = this.#issue('corp', `${suite.name}/${corpId}`, suite.expiresIn ?? 7200, () => suite.trustedIps);
           return this.#send(res, { access_token: token, expires_in: expiresIn });
+        }
+        if (url.pathname === '/cgi-bin/service/v2/get_auth_info') {
+          const corpId = str(body['auth_corpid']);
+          const code = suite.corps.get(corpId);
+          if (code === undefined) return this.#error(res, 40086, from);
+          if (code !== str(body['permanent_code'])) return this.#error(res, 40084, from);
+          return this.#send(res, {
+            errcode: 0,
+            errmsg: 'ok',
+            auth_corp_info: { corpid: corpId, corp_name: suite.corpNames?.get(corpId) ?? 'fake school' },
+            auth_info: { agent: [{ agentid: 1000005, name: 'app', is_customized_app: true }] },
+          });
         }
         const authCode = str(body['auth_code']);
         const grant = suite.authCodes.get(authCode);

@@ -9,6 +9,7 @@ import { DatabaseSync } from 'node:sqlite';
 import t from 'tap';
 import { GatewayError } from '../../src/core/errors.ts';
 import { createStore, StoreOpenError } from '../../src/store/index.ts';
+import { SCHEMA_VERSION } from '../../src/store/migrations.ts';
 import { captureLogger, openStore, tempDir } from './helpers.ts';
 
 const openError = async (p: Promise<unknown>): Promise<StoreOpenError> => {
@@ -91,7 +92,7 @@ t.test('createStore: an older schema is migrated on start when the file is at ve
   t.match(await store.permanentCodes.info('dk1', 'ww1'), { cancelledAt: clock() });
   await store.close();
   const check = new DatabaseSync(join(dir, 'state.db'));
-  t.equal((check.prepare('PRAGMA user_version').get() as { user_version: number }).user_version, 2, 'at the current version');
+  t.equal((check.prepare('PRAGMA user_version').get() as { user_version: number }).user_version, SCHEMA_VERSION, 'at the current version');
   check.close();
 });
 
@@ -102,7 +103,7 @@ t.test('createStore: a schema from a newer wegate is refused naming both version
   db.exec('PRAGMA user_version = 99');
   db.close();
   const err = await openError(openStore(t, { dir: first.dir }));
-  t.match(err.message, 'was written by a newer wegate (schema 99, this one knows up to 2)');
+  t.match(err.message, `was written by a newer wegate (schema 99, this one knows up to ${SCHEMA_VERSION})`);
   t.match(err.message, cjk);
 });
 

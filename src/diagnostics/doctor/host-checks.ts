@@ -25,6 +25,17 @@ function tryBind(host: string | undefined, port: number): Promise<string | undef
 
 /** The /diagnostics of a wegate on the configured admin address, if one answers there (1 s at most). */
 async function runningWegate(ctx: DoctorContext): Promise<{ pid: number | null; ports: number[] } | undefined> {
+  const j = (await runningDiagnostics(ctx)) as { wegate?: { pid?: unknown; listen?: unknown } } | undefined;
+  if (j === undefined) return undefined;
+  const listen = typeof j.wegate?.listen === 'object' && j.wegate.listen !== null ? Object.values(j.wegate.listen) : [];
+  return {
+    pid: typeof j.wegate?.pid === 'number' ? j.wegate.pid : null,
+    ports: listen.filter((p): p is number => typeof p === 'number'),
+  };
+}
+
+/** The /diagnostics JSON of a running wegate on the configured admin address, if one answers there (1 s at most). */
+export async function runningDiagnostics(ctx: DoctorContext): Promise<Record<string, unknown> | undefined> {
   const parsed = parseListenAddress(ctx.config.admin.listen);
   if (!parsed.ok || parsed.value.port === 0) return undefined;
   const h = parsed.value.wildcard || parsed.value.host === undefined ? '127.0.0.1' : parsed.value.host;
@@ -39,13 +50,8 @@ async function runningWegate(ctx: DoctorContext): Promise<{ pid: number | null; 
       headersTimeout: 1000,
       bodyTimeout: 1000,
     });
-    const j = (await res.body.json()) as { service?: unknown; wegate?: { pid?: unknown; listen?: unknown } };
-    if (j.service !== 'wegate') return undefined;
-    const listen = typeof j.wegate?.listen === 'object' && j.wegate.listen !== null ? Object.values(j.wegate.listen) : [];
-    return {
-      pid: typeof j.wegate?.pid === 'number' ? j.wegate.pid : null,
-      ports: listen.filter((p): p is number => typeof p === 'number'),
-    };
+    const j = (await res.body.json()) as Record<string, unknown> | null;
+    return typeof j === 'object' && j !== null && j['service'] === 'wegate' ? j : undefined;
   } catch {
     return undefined;
   } finally {

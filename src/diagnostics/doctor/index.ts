@@ -19,6 +19,7 @@ import { createIncidents } from '../incidents.ts';
 import { certificatesCheck, listenersCheck, verifyFilesCheck } from './host-checks.ts';
 import { egressCheck, publicIpCheck, upstreamsCheck } from './network-checks.ts';
 import type { CheckResult, CheckStatus, DoctorCheck, DoctorContext } from './types.ts';
+import { suiteTicketCheck } from './suite-checks.ts';
 import { wecomTokenCheck, wecomTrustedIpCheck } from './wecom-checks.ts';
 
 export type { Bilingual, CheckResult, CheckStatus, DoctorCheck, DoctorContext } from './types.ts';
@@ -34,6 +35,7 @@ export const DOCTOR_CHECKS: readonly DoctorCheck[] = [
   upstreamsCheck,
   wecomTokenCheck,
   wecomTrustedIpCheck,
+  suiteTicketCheck,
 ];
 
 export interface DoctorReport {

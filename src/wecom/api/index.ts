@@ -96,8 +96,13 @@ export interface WecomApi {
   accessToken(app: string): Promise<string>;
   /** A caller that used `token` got 40014/42001 from WeCom: drop it so the next accessToken() refreshes. */
   invalidateToken(app: string, token: string): void;
-  /** Exchange a create_auth / reset_permanent_code AuthCode (single use) for the permanent code. */
+  /** Exchange a create_auth / reset_permanent_code AuthCode (single use) for the permanent code (service/v2/get_permanent_code). */
   getPermanentCode(suite: string, authCode: string): Promise<PermanentCodeGrant>;
+  /**
+   * The permanent code of (suite id, corp) was replaced (reset_permanent_code) or withdrawn
+   * (cancel_auth): drop the cached tokens of the apps that use it, so the next call starts the chain again.
+   */
+  invalidateCorp(suiteId: string, corpId: string): void;
   /**
    * For a WeCom answer that did not come through call() (the relay passes answers through): the
    * error it means, diagnosed and recorded like call()'s own (60020 → incident), or undefined for errcode 0.
@@ -433,6 +438,14 @@ export function createWecomApi(deps: WecomApiDeps): WecomApi {
     const suite = a.suite as SuiteRuntime;
     const code = str(await deps.permanentCodes?.get(suite.cfg.suite_id, a.corpId));
     if (!code) {
+      const auth = await deps.permanentCodes?.info?.(suite.cfg.suite_id, a.corpId);
+      if (auth?.status === 'cancelled') {
+        const at = auth.cancelledAt !== undefined ? ` at ${new Date(auth.cancelledAt).toISOString()}` : '';
+        throw new WecomApiError(
+          `${a.cfg.name}: corp ${a.corpId} cancelled its authorisation of suite ${suite.cfg.suite_id} (cancel_auth${at}), its permanent code is forgotten: the school has to authorise (授权安装) the app again`,
+          { kind: 'not_ready', app: a.cfg.name, api: '/cgi-bin/gettoken' },
+        );
+      }
       throw new WecomApiError(
         `${a.cfg.name}: no permanent code stored for corp ${a.corpId} under suite ${suite.cfg.suite_id} yet: the school has to authorise (授权安装) the app, which sends create_auth to wegate`,
         { kind: 'not_ready', app: a.cfg.name, api: '/cgi-bin/gettoken' },
@@ -545,11 +558,18 @@ export function createWecomApi(deps: WecomApiDeps): WecomApi {
       const key = apps.get(app)?.key;
       if (key !== undefined) cache.invalidate(key, token);
     },
+    invalidateCorp(suiteId, corpId) {
+      for (const a of apps.values()) {
+        if (a.secret === undefined && a.suite?.cfg.suite_id === suiteId && a.corpId === corpId && a.key !== undefined) cache.drop(a.key);
+      }
+    },
     async getPermanentCode(suite, authCode) {
-      const s = suiteOf(suite, '/cgi-bin/service/get_permanent_code');
+      // v2: "旧获取企业永久授权码接口耗时长 … 推荐使用该文档中v2接口" (document/path/100776); same answer fields used here.
+      const api = '/cgi-bin/service/v2/get_permanent_code';
+      const s = suiteOf(suite, api);
       const json = await invoke(
         { name: s.cfg.name, kind: 'suite' },
-        '/cgi-bin/service/get_permanent_code',
+        api,
         { method: 'POST', body: { auth_code: authCode } },
         () => suiteToken(s),
         'suite_access_token',
@@ -562,7 +582,7 @@ export function createWecomApi(deps: WecomApiDeps): WecomApi {
         throw new WecomApiError(`${s.cfg.name}: get_permanent_code answered without permanent_code / auth_corp_info.corpid`, {
           kind: 'bad_response',
           app: s.cfg.name,
-          api: '/cgi-bin/service/get_permanent_code',
+          api,
         });
       }
       const { permanent_code: _p, access_token: _a, ...info } = json;

@@ -98,6 +98,11 @@ export class TokenCache {
     if (this.#entries.get(key)?.token === token) this.#entries.delete(key);
   }
 
+  /** Forget the token of `key` whatever it is (its credential was replaced or withdrawn). */
+  drop(key: string): void {
+    this.#entries.delete(key);
+  }
+
   /** Expiry (ms) of the cached token for `key`, if any. */
   expiresAt(key: string): number | undefined {
     return this.#entries.get(key)?.expiresAt;

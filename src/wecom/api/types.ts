@@ -34,4 +34,9 @@ export interface SuiteTickets {
 /** Permanent codes (永久授权码) per (suite, authorising corp), stored when create_auth / reset_permanent_code arrive. */
 export interface PermanentCodes {
   get(suiteId: string, corpId: string): string | undefined | Promise<string | undefined>;
+  /** Status of the authorisation (to tell "cancelled" from "not authorised yet" in errors), when the store keeps it. */
+  info?(
+    suiteId: string,
+    corpId: string,
+  ): Promise<{ readonly status: 'active' | 'cancelled'; readonly cancelledAt: number | undefined } | undefined>;
 }

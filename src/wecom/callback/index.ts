@@ -30,7 +30,8 @@ import {
   type ReceiveIdSet,
 } from '../crypto/index.ts';
 import { createMemoryDedupe, type DedupeKeys, dedupeKey } from './dedupe.ts';
-import { createDeliverer, type DeliverTarget, type DeliveryResult } from './deliver.ts';
+import { createDeliverer, type Delivery, type DeliverTarget, type DeliveryResult } from './deliver.ts';
+import { type HandledEvent, isStoreUnavailable, type ProviderEvents } from './provider-events.ts';
 import { parseCallbackQuery } from './query.ts';
 import { createSafeXml, textField } from './xml.ts';
 
@@ -89,6 +90,8 @@ export interface CallbacksDeps {
   readonly dispatcher?: Dispatcher;
   /** The de-dup keys; default in memory (the durable store implements DedupeKeys later). */
   readonly dedupe?: DedupeKeys;
+  /** Provider events of suite callbacks handled by wegate (provider-events.ts); without it they go to the vendor. */
+  readonly provider?: ProviderEvents;
 }
 
 /** The accepted receiveids of a callback: its app's corp id, its suite's id, receive_ids. */
@@ -296,6 +299,28 @@ export function createCallbacks(deps: CallbacksDeps): Callbacks {
       logger.info({ ...log, outcome: 'duplicate' }, 'wecom callback duplicate acknowledged');
       return acknowledge(req, res, ctx, e, '', d.receiveId);
     }
+    if (e.kind === 'suite' && deps.provider !== undefined) {
+      let handled: HandledEvent | undefined;
+      try {
+        handled = await deps.provider.handle(e.name, f, d.message);
+      } catch (err) {
+        if (!isStoreUnavailable(err)) throw err;
+        count(e, 'not_delivered');
+        logger.warn(
+          { ...log, outcome: 'not_delivered', err: (err as Error).message },
+          'wecom provider event not stored: not acknowledged, WeCom retries',
+        );
+        return sendError(req, res, ctx, 'WG_STORE_UNAVAILABLE');
+      }
+      if (handled !== undefined) {
+        await dedupe.add(key);
+        count(e, 'ok');
+        logger.info({ ...log, outcome: 'ok' }, 'wecom provider event handled by wegate');
+        acknowledge(req, res, ctx, e, '', d.receiveId);
+        const notice = { callback: e.name, kind: e.kind, idempotencyKey: key, event, msgId, receiveId: d.receiveId, ...handled };
+        return notify(e, notice);
+      }
+    }
     let delivery = inflight.get(key);
     const first = delivery === undefined;
     if (delivery === undefined) {
@@ -341,6 +366,22 @@ export function createCallbacks(deps: CallbacksDeps): Callbacks {
     count(e, first ? 'ok' : 'duplicate');
     logger.info({ ...log, outcome: first ? 'ok' : 'duplicate' }, 'wecom callback delivered');
     acknowledge(req, res, ctx, e, first ? result.reply : '', d.receiveId);
+  };
+
+  /** A handled provider event goes to the vendor after WeCom's answer: one attempt, SuiteTicket / AuthCode removed. */
+  const notify = (e: CallbackEndpoint, notice: Delivery) => {
+    const p: Promise<void> = deliverer
+      .deliver(e.target, notice)
+      .then((r) => {
+        metrics.wecomCallbackDeliveries.inc({ callback: e.name, result: r.ok ? 'ok' : r.result });
+        if (!r.ok)
+          logger.warn(
+            { callback: e.name, event: notice.event, delivery: r.result, detail: r.detail },
+            'provider event notice not taken by the vendor',
+          );
+      })
+      .finally(() => pending.delete(p));
+    pending.add(p);
   };
 
   /** Read the POST body with the size limit and a deadline; answers the refusal itself and resolves undefined. */
