@@ -33,6 +33,7 @@ import { createWecomApi, type WecomApi, type WecomEgress } from './wecom/api/ind
 import { createProfileWecomEgress } from './wecom/api/profile-egress.ts';
 import { createRelay, createRelayLimiter, createRelayTunnel, type RelayClients, type RelayTunnel } from './wecom/relay/index.ts';
 import { type Callbacks, createCallbacks } from './wecom/callback/index.ts';
+import { createStore, type StateStore } from './store/index.ts';
 
 export interface GatewayDeps {
   readonly logger: Logger;
@@ -114,6 +115,8 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
   let relayTunnel: RelayTunnel | undefined;
   // The callback endpoints outlive generations (de-dup keys, deliveries in flight), like the client.
   let callbacks: Callbacks | undefined;
+  // The state store outlives generations too (one exclusive lock on state.dir for the process).
+  let store: StateStore | undefined;
 
   const httpsServers = new Set<Server>();
   const makeCertStore = (c: Config): Promise<CertStore> | undefined => {
@@ -205,9 +208,18 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
         readiness = createReadiness({ wecom, metrics, logger, clock, intervalMs: initial.wecom.probe.interval_ms });
     }
     if (initial.wecom && initial.wecom.callbacks.length > 0) {
-      callbacks = createCallbacks({ config: initial.wecom, logger, metrics, env: deps.env ?? {}, ...(deps.now ? { now: deps.now } : {}) });
+      if (initial.state) store = await createStore({ config: initial.state, neededBy: 'wecom.callbacks', logger, clock });
+      callbacks = createCallbacks({
+        config: initial.wecom,
+        logger,
+        metrics,
+        env: deps.env ?? {},
+        ...(deps.now ? { now: deps.now } : {}),
+        ...(store ? { store } : {}),
+      });
     }
   } catch (e) {
+    await store?.close();
     await wecom?.close();
     await wecomDirect?.close();
     await egress.close();
@@ -232,6 +244,8 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
     }
   } catch (e) {
     certStore?.close();
+    await callbacks?.close();
+    await store?.close();
     await wecom?.close();
     await wecomDirect?.close();
     await egress.close();
@@ -304,7 +318,12 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
         registry,
         logger,
         ready: () => listening && !closing,
-        beforeScrape: () => certStore?.refreshExpiry(),
+        beforeScrape: async () => {
+          certStore?.refreshExpiry();
+          // The queue gauges (depth, oldest age, dead letters per callback) are read from the store now.
+          await callbacks?.queue?.refreshStats().catch(() => undefined);
+        },
+        ...(callbacks?.queue ? { callbackQueue: callbacks.queue } : {}),
         diagnostics,
       });
       out.admin = await listenOn(adminServer, config.admin.listen, 'the admin listener');
@@ -335,6 +354,7 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
       egress: () => egress.snapshot(),
       ...(wecom ? { wecom: { egress: () => wecom.egress.name, tokens: () => wecom.tokenStatus() } } : {}),
       ...(readiness ? { readiness } : {}),
+      ...(callbacks?.queue ? { callbackQueue: (callbacks.queue as NonNullable<Callbacks['queue']>).lastStats } : {}),
       about: () => ({ ...deps.about, listen: listenPorts }),
     });
 
@@ -451,6 +471,8 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
     readiness?.close();
     await relayTunnel?.close();
     await callbacks?.close();
+    // After the delivery worker stopped: its last acks are written before the database closes.
+    await store?.close();
     await wecom?.close();
     await wecomDirect?.close();
     await egress.close();
