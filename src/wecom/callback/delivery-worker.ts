@@ -107,6 +107,9 @@ export function createDeliveryWorker(deps: DeliveryWorkerDeps): DeliveryWorker {
     }
     const error = `${r.result}: ${r.detail}`;
     if (item.attempts + 1 >= q.retry.maxAttempts) {
+      // Count the last attempt and its error first, so the listing shows all of them (this loop is the
+      // only one leasing this callback's items: nothing takes the item between the two writes).
+      await store.queue.fail(item.id, now(), error);
       await store.queue.deadLetter(item.id, `${q.retry.maxAttempts} attempts failed, last ${error}`);
       metrics.wecomCallbackDeliveries.inc({ callback: app, result: 'dead_letter' });
       logger.error({ ...log, outcome: 'dead_letter', detail: error }, 'wecom callback dead-lettered: attempts exhausted');
