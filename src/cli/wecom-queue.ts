@@ -147,7 +147,9 @@ export async function runWecomQueue(argv: readonly string[], io: QueueCliIo): Pr
     return 0;
   } catch (e) {
     const err = e as Error & { code?: string };
-    io.err(`wegate wecom queue: no answer from the admin listener at ${origin} (${err.code ?? err.message}): is wegate running? / 管理端口无应答：wegate 是否在运行？\n`);
+    io.err(
+      `wegate wecom queue: no answer from the admin listener at ${origin} (${err.code ?? err.message}): is wegate running? / 管理端口无应答：wegate 是否在运行？\n`,
+    );
     return 1;
   } finally {
     await agent.close();

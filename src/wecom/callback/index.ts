@@ -373,7 +373,16 @@ export function createCallbacks(deps: CallbacksDeps): Callbacks {
     const key = dedupeKey(e.name, msgId, d.message);
     const log = { req_id: ctx.id, callback: e.name, event, msg_id: msgId };
     if (e.mode === 'queue' && store !== undefined) {
-      const message = { callback: e.name, kind: e.kind, idempotencyKey: key, event, msgId, receiveId: d.receiveId, fields: f, xml: d.message };
+      const message = {
+        callback: e.name,
+        kind: e.kind,
+        idempotencyKey: key,
+        event,
+        msgId,
+        receiveId: d.receiveId,
+        fields: f,
+        xml: d.message,
+      };
       return receiveQueued(req, res, ctx, e, store, message, log);
     }
 
@@ -412,7 +421,10 @@ export function createCallbacks(deps: CallbacksDeps): Callbacks {
             await enqueue(store, e, message);
             await dedupe.add(key);
             metrics.wecomCallbackDeliveries.inc({ callback: e.name, result: 'queued' });
-            logger.warn({ ...log, delivery: r.result, detail: r.detail }, 'wecom callback not delivered in time: queued for a later delivery');
+            logger.warn(
+              { ...log, delivery: r.result, detail: r.detail },
+              'wecom callback not delivered in time: queued for a later delivery',
+            );
             return { ok: true, reply: '' };
           } catch (err) {
             logger.error({ ...log, err: (err as Error).message }, 'wecom callback could not be queued (state store unavailable)');
