@@ -193,6 +193,8 @@ export function createCallbacks(deps: CallbacksDeps): Callbacks {
   /** Deliveries in flight by idempotency key: a retry arriving meanwhile waits for the same outcome. */
   const inflight = new Map<string, Promise<DeliveryResult>>();
   const pending = new Set<Promise<unknown>>();
+  /** Sync deliveries that fell back to the queue (counted as result "queued", not "ok"). */
+  const fellBack = new WeakSet<DeliveryResult>();
   const store = deps.store;
   const worker: DeliveryWorker | undefined =
     store === undefined
@@ -420,12 +422,15 @@ export function createCallbacks(deps: CallbacksDeps): Callbacks {
           try {
             await enqueue(store, e, message);
             await dedupe.add(key);
+            metrics.wecomCallbackDeliveries.inc({ callback: e.name, result: r.result });
             metrics.wecomCallbackDeliveries.inc({ callback: e.name, result: 'queued' });
             logger.warn(
               { ...log, delivery: r.result, detail: r.detail },
               'wecom callback not delivered in time: queued for a later delivery',
             );
-            return { ok: true, reply: '' };
+            const queued: DeliveryResult = { ok: true, reply: '' };
+            fellBack.add(queued);
+            return queued;
           } catch (err) {
             logger.error({ ...log, err: (err as Error).message }, 'wecom callback could not be queued (state store unavailable)');
           }
@@ -440,7 +445,7 @@ export function createCallbacks(deps: CallbacksDeps): Callbacks {
       pending.add(done);
     }
     const result = await delivery;
-    if (first) metrics.wecomCallbackDeliveries.inc({ callback: e.name, result: result.ok ? 'ok' : result.result });
+    if (first && !fellBack.has(result)) metrics.wecomCallbackDeliveries.inc({ callback: e.name, result: result.ok ? 'ok' : result.result });
     if (!result.ok) {
       count(e, 'not_delivered');
       logger.warn(

@@ -151,6 +151,8 @@ t.test('callback sync: falls back to the queue and delivers once later when the 
   await until(async () => (await metric(cg, 'wegate_wecom_callback_queue_depth', { callback: 'cb' })) === 0, 'an empty queue');
   t.equal(cg.vendor.deliveries.length, 1);
   t.equal(await metric(cg, 'wegate_wecom_callback_deliveries_total', { callback: 'cb', result: 'queued' }), 1);
+  t.ok((await metric(cg, 'wegate_wecom_callback_deliveries_total', { callback: 'cb', result: 'rejected' })) >= 1, 'the sync attempt');
+  t.equal(await metric(cg, 'wegate_wecom_callback_deliveries_total', { callback: 'cb', result: 'ok' }), 1, 'the queued delivery only');
 });
 
 t.test('callback queue: backoff doubles per attempt up to the cap with jitter from the injected random', async (t) => {
