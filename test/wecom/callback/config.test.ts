@@ -103,7 +103,7 @@ t.test(
 
 t.test('config: deliver.mode queue is accepted, with the retry defaults, when state.dir is set', async (t) => {
   const r = load(
-    `${head}state: { dir: /var/lib/wegate }\nwecom:\n  corp_id: ww0123456789abcdef\n  callbacks:\n    - name: cb\n      path: /cb\n      token: { env: T }\n      encoding_aes_key: { env: K }\n      deliver: { mode: queue, url: "http://10.0.0.8/cb", secret: { env: S } }\n`,
+    `${head}state: { dir: ${JSON.stringify(tmpdir())} }\nwecom:\n  corp_id: ww0123456789abcdef\n  callbacks:\n    - name: cb\n      path: /cb\n      token: { env: T }\n      encoding_aes_key: { env: K }\n      deliver: { mode: queue, url: "http://10.0.0.8/cb", secret: { env: S } }\n`,
   );
   if (!r.ok) return t.fail(JSON.stringify(r.problems));
   t.match(r.config.wecom?.callbacks[0]?.deliver, {
