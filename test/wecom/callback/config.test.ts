@@ -45,61 +45,58 @@ t.test('config: callback defaults are filled when only the required keys are giv
   });
 });
 
-t.test(
-  'config: every callback problem is reported with its line, queue refused without the state store, when the list is wrong',
-  async (t) => {
-    const yaml = [
-      head.trimEnd(),
-      'wecom:', // 3
-      '  callbacks:', // 4
-      '    - name: a', // 5
-      '      kind: data', // 6
-      '      path: /cb', // 7
-      '      token: { env: T, file: ca.pem }', // 8
-      '      encoding_aes_key: { env: K }', // 9
-      '      deliver: { mode: queue, url: "http://v/cb", secret: { env: S } }', // 10
-      '    - name: a', // 11
-      '      kind: suite', // 12
-      '      path: /cb', // 13
-      '      app: nope', // 14
-      '      token: { env: T }', // 15
-      '      encoding_aes_key: { env: K }', // 16
-      '      deliver: { url: "http://v/cb", secret: { env: S }, timeout_ms: 1000 }', // 17
-      '    - name: b', // 18
-      '      path: "/cb/../x"', // 19
-      '      receive_ids: [ww1]', // 20
-      '      token: "inline"', // 21
-      '      encoding_aes_key: { env: K }', // 22
-      '      deliver: { url: "ftp://v", secret: { env: S } }', // 23
-      '',
-    ].join('\n');
-    const r = load(yaml);
-    if (r.ok) return t.fail('accepted');
-    const got = r.problems.map((p) => `${p.path} (line ${p.line}): ${p.message}`);
-    const expect = [
-      /^wecom\.callbacks\[0\]\.token \(line 8\): must set exactly one of `file` or `env`, got both/,
-      /^wecom\.callbacks\[0\]\.receive_ids \(line 5\): must list the authorising corp ids/,
-      /^wecom\.callbacks\[0\]\.deliver\.mode \(line 10\): queue needs the state store: set state\.dir/,
-      /^wecom\.callbacks\[1\]\.name \(line 11\): must be unique/,
-      /^wecom\.callbacks\[1\]\.path \(line 13\): must be unique/,
-      /^wecom\.callbacks\[1\]\.app \(line 14\): must name an entry of wecom\.apps/,
-      /^wecom\.callbacks\[1\]\.suite \(line 11\): must name the wecom\.suites entry/,
-      /^wecom\.callbacks\[1\]\.deliver\.timeout_ms \(line 17\): must be at most 900 for a suite callback/,
-      /^wecom\.callbacks\[2\]\.path \(line 19\): must be an absolute path/,
-      /^wecom\.callbacks\[2\]\.token \(line 21\)/,
-      /^wecom\.callbacks\[2\]\.deliver\.url \(line 23\): must be an absolute http\(s\) URL/,
-    ];
-    for (const re of expect)
-      if (
-        !t.ok(
-          got.some((g) => re.test(g)),
-          re.source,
-        )
+t.test('config: every callback problem is reported with its line, queue refused without state, when the list is wrong', async (t) => {
+  const yaml = [
+    head.trimEnd(),
+    'wecom:', // 3
+    '  callbacks:', // 4
+    '    - name: a', // 5
+    '      kind: data', // 6
+    '      path: /cb', // 7
+    '      token: { env: T, file: ca.pem }', // 8
+    '      encoding_aes_key: { env: K }', // 9
+    '      deliver: { mode: queue, url: "http://v/cb", secret: { env: S } }', // 10
+    '    - name: a', // 11
+    '      kind: suite', // 12
+    '      path: /cb', // 13
+    '      app: nope', // 14
+    '      token: { env: T }', // 15
+    '      encoding_aes_key: { env: K }', // 16
+    '      deliver: { url: "http://v/cb", secret: { env: S }, timeout_ms: 1000 }', // 17
+    '    - name: b', // 18
+    '      path: "/cb/../x"', // 19
+    '      receive_ids: [ww1]', // 20
+    '      token: "inline"', // 21
+    '      encoding_aes_key: { env: K }', // 22
+    '      deliver: { url: "ftp://v", secret: { env: S } }', // 23
+    '',
+  ].join('\n');
+  const r = load(yaml);
+  if (r.ok) return t.fail('accepted');
+  const got = r.problems.map((p) => `${p.path} (line ${p.line}): ${p.message}`);
+  const expect = [
+    /^wecom\.callbacks\[0\]\.token \(line 8\): must set exactly one of `file` or `env`, got both/,
+    /^wecom\.callbacks\[0\]\.receive_ids \(line 5\): must list the authorising corp ids/,
+    /^wecom\.callbacks\[0\]\.deliver\.mode \(line 10\): queue needs the state store: set state\.dir/,
+    /^wecom\.callbacks\[1\]\.name \(line 11\): must be unique/,
+    /^wecom\.callbacks\[1\]\.path \(line 13\): must be unique/,
+    /^wecom\.callbacks\[1\]\.app \(line 14\): must name an entry of wecom\.apps/,
+    /^wecom\.callbacks\[1\]\.suite \(line 11\): must name the wecom\.suites entry/,
+    /^wecom\.callbacks\[1\]\.deliver\.timeout_ms \(line 17\): must be at most 900 for a suite callback/,
+    /^wecom\.callbacks\[2\]\.path \(line 19\): must be an absolute path/,
+    /^wecom\.callbacks\[2\]\.token \(line 21\)/,
+    /^wecom\.callbacks\[2\]\.deliver\.url \(line 23\): must be an absolute http\(s\) URL/,
+  ];
+  for (const re of expect)
+    if (
+      !t.ok(
+        got.some((g) => re.test(g)),
+        re.source,
       )
-        t.comment(got.join('\n'));
-    t.notOk(got.join('\n').includes('inline'), 'the inline secret is not echoed');
-  },
-);
+    )
+      t.comment(got.join('\n'));
+  t.notOk(got.join('\n').includes('inline'), 'the inline secret is not echoed');
+});
 
 t.test('config: deliver.mode queue is accepted, with the retry defaults, when state.dir is set', async (t) => {
   const r = load(
