@@ -85,6 +85,9 @@ async function callbackQueue(req: IncomingMessage, res: ServerResponse, path: st
   }
   if (req.method !== 'POST') return text(res, 405, 'method not allowed\n');
   req.resume();
+  // A browser on the admin host sends Origin with a cross-site POST (a form needs no preflight);
+  // curl and `wegate wecom queue` send none: refuse it, so no web page can re-drive the queue.
+  if (req.headers.origin !== undefined) return json(res, 403, { error: 'cross-origin request refused' });
   const id = p.get('id');
   if (id !== null) {
     const n = Number(id);

@@ -110,6 +110,11 @@ t.test('callback queue: dead-lettered after max_attempts and re-driven from the 
   t.same(await admin(cg, '/callbacks/queue/redrive?app=cb', 'POST'), { redriven: 0 }, 'nothing dead any more');
   const bad = await fetch(`http://127.0.0.1:${cg.gw.adminPort}/callbacks/queue/redrive?id=x`, { method: 'POST' });
   t.equal(bad.status, 400);
+  const page = await fetch(`http://127.0.0.1:${cg.gw.adminPort}/callbacks/queue/redrive?app=cb`, {
+    method: 'POST',
+    headers: { origin: 'http://evil.example' },
+  });
+  t.equal(page.status, 403, 'a web page cannot re-drive through the browser');
 });
 
 t.test(
