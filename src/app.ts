@@ -354,7 +354,7 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
       egress: () => egress.snapshot(),
       ...(wecom ? { wecom: { egress: () => wecom.egress.name, tokens: () => wecom.tokenStatus() } } : {}),
       ...(readiness ? { readiness } : {}),
-      ...(callbacks?.queue ? { callbackQueue: (callbacks.queue as NonNullable<Callbacks['queue']>).lastStats } : {}),
+      ...(callbacks?.queue ? { callbackQueue: callbacks.queue.lastStats } : {}),
       about: () => ({ ...deps.about, listen: listenPorts }),
     });
 
