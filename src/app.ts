@@ -229,10 +229,12 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
         env: deps.env ?? {},
         ...(deps.now ? { now: deps.now } : {}),
         ...(provider ? { provider } : {}),
+        ...(store ? { store } : {}),
       });
     }
     await provider?.start();
   } catch (e) {
+    await callbacks?.close();
     await provider?.close();
     await wecom?.close();
     await store?.close();
@@ -259,6 +261,7 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
     }
   } catch (e) {
     certStore?.close();
+    await callbacks?.close();
     await provider?.close();
     await wecom?.close();
     await store?.close();
@@ -333,7 +336,12 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
         registry,
         logger,
         ready: () => listening && !closing,
-        beforeScrape: () => certStore?.refreshExpiry(),
+        beforeScrape: async () => {
+          certStore?.refreshExpiry();
+          // The queue gauges (depth, oldest age, dead letters per callback) are read from the store now.
+          await callbacks?.queue?.refreshStats().catch(() => undefined);
+        },
+        ...(callbacks?.queue ? { callbackQueue: callbacks.queue } : {}),
         diagnostics,
       });
       out.admin = await listenOn(adminServer, config.admin.listen, 'the admin listener');
@@ -365,6 +373,7 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
       ...(wecom ? { wecom: { egress: () => wecom.egress.name, tokens: () => wecom.tokenStatus() } } : {}),
       ...(readiness ? { readiness } : {}),
       ...(provider ? { provider: provider.snapshot } : {}),
+      ...(callbacks?.queue ? { callbackQueue: callbacks.queue.lastStats } : {}),
       about: () => ({ ...deps.about, listen: listenPorts }),
     });
 
@@ -482,6 +491,7 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
     await relayTunnel?.close();
     await callbacks?.close();
     await provider?.close();
+    // After the delivery worker stopped (callbacks.close above): its last acks are written before the database closes.
     await wecom?.close();
     await store?.close();
     await wecomDirect?.close();

@@ -8,6 +8,7 @@ export type Command =
   | { kind: 'doctor'; configFile: string; json: boolean }
   | { kind: 'schema' }
   | { kind: 'wecom-decrypt'; argv: readonly string[] }
+  | { kind: 'wecom-queue'; argv: readonly string[] }
   | { kind: 'help' }
   | { kind: 'version' }
   | { kind: 'usage-error'; message: string };
@@ -24,6 +25,8 @@ Usage / 用法:
                                   check this host, the upstreams and WeCom (企业可信IP) for real  实际检查本机、后端与企业微信
   wegate schema                   print the config JSON Schema (for editors)  输出配置文件的 JSON Schema
   wegate wecom decrypt …          check and decrypt a captured callback (see wegate wecom decrypt --help)  检查并解密抓取的回调请求
+  wegate wecom queue list|redrive --config FILE [--app A] [--id N]
+                                  the running gateway's callback queue (through its admin listener)  查看/重新投递回调队列
   wegate --help | --version
 
 Options:
@@ -40,7 +43,8 @@ export function parseCommand(argv: readonly string[], env: Readonly<Record<strin
   // The wecom verbs parse their own options (cli/wecom-decrypt.ts).
   if (argv[0] === 'wecom') {
     if (argv[1] === 'decrypt') return { kind: 'wecom-decrypt', argv: argv.slice(2) };
-    return { kind: 'usage-error', message: `unknown wecom command "${argv[1] ?? ''}" (expected decrypt)` };
+    if (argv[1] === 'queue') return { kind: 'wecom-queue', argv: argv.slice(2) };
+    return { kind: 'usage-error', message: `unknown wecom command "${argv[1] ?? ''}" (expected decrypt or queue)` };
   }
   let parsed: ReturnType<typeof parseArgs<{ options: typeof options; allowPositionals: true; args: string[] }>>;
   const options = {

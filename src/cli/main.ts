@@ -22,6 +22,7 @@ import { formatDoctorReport, invalidConfigReport, runDoctor } from '../diagnosti
 import { checkEgressHost, EgressError } from '../egress/index.ts';
 import { parseCommand, USAGE } from './args.ts';
 import { runWecomDecrypt } from './wecom-decrypt.ts';
+import { runWecomQueue } from './wecom-queue.ts';
 
 const EXIT_OK = 0;
 const EXIT_FAILURE = 1;
@@ -72,6 +73,8 @@ async function main(): Promise<number | undefined> {
     }
     case 'serve':
       return serve(resolve(cmd.configFile));
+    case 'wecom-queue':
+      return runWecomQueue(cmd.argv, { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) });
     case 'wecom-decrypt':
       return runWecomDecrypt(cmd.argv, {
         env: process.env,

@@ -203,7 +203,7 @@ export const WecomCallbackDeliverSchema = Type.Object(
     mode: Type.Union([Type.Literal('sync'), Type.Literal('queue')], {
       default: 'sync',
       description:
-        'sync: forwarded at once, WeCom answered with the upstream\'s reply (or not acknowledged when the upstream fails, so WeCom retries); queue: not available in this release.',
+        'sync: forwarded at once, WeCom answered with the upstream\'s reply (when the upstream fails or misses the deadline: queued when `state` is set, else not acknowledged so WeCom retries); queue: stored durably in the state store before WeCom is acknowledged, then delivered in order with retries (needs `state`).',
     }),
     url: Type.String({
       pattern: '^[Hh][Tt][Tt][Pp][Ss]?://[^/?#\\s]+(/[^#\\s]*)?$',
@@ -219,6 +219,10 @@ export const WecomCallbackDeliverSchema = Type.Object(
       }),
     ),
     max_response_bytes: Type.Integer({ minimum: 1024, maximum: 1024 * 1024, default: 64 * 1024, description: 'A larger upstream answer is a failed delivery.' }),
+    max_attempts: Type.Integer({ minimum: 1, maximum: 1000, default: 12, description: 'Queued deliveries: attempts before an item is dead-lettered (listable and re-drivable from the admin listener).' }),
+    max_queue_age_s: Type.Integer({ minimum: 60, maximum: 30 * 86_400, default: 86_400, description: 'Queued deliveries: an item older than this is dead-lettered instead of tried again.' }),
+    backoff_base_ms: Type.Integer({ minimum: 10, maximum: 600_000, default: 1_000, description: 'Queued deliveries: wait after the first failed attempt; doubled after each further one, with jitter.' }),
+    backoff_max_ms: Type.Integer({ minimum: 10, maximum: 3_600_000, default: 300_000, description: 'Queued deliveries: the longest wait between two attempts.' }),
   },
   { additionalProperties: false, description: 'Delivery of the decrypted callbacks to the vendor.' },
 );

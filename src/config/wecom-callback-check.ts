@@ -1,7 +1,7 @@
 /**
  * Checks of `wecom.callbacks` a schema cannot express: unique names and paths, the apps and suites
  * they name present, a non-empty receiveid set, each secret set exactly one way, a suite callback's
- * deadline under WeCom's 1000 ms, and `deliver.mode: queue` refused until the durable queue exists.
+ * deadline under WeCom's 1000 ms, and `deliver.mode: queue` refused without the state store (`state:`).
  * The Token and EncodingAESKey come from files or env: their format is checked when wegate starts
  * (src/wecom/callback reads them), never here.
  */
@@ -69,10 +69,10 @@ export function checkWecomCallbacks(data: Obj, ctx: CheckContext): void {
     const deliver = c['deliver'];
     if (!isObj(deliver)) return;
     secret(at('deliver', 'secret'), deliver['secret']);
-    if (deliver['mode'] === 'queue' && !ctx.failed(at('deliver', 'mode'))) {
+    if (deliver['mode'] === 'queue' && data['state'] === undefined && !ctx.failed(at('deliver', 'mode'))) {
       ctx.report(
         at('deliver', 'mode'),
-        'queue is not available in this release (本版本尚不支持 queue): use mode: sync (WeCom retries a callback the upstream did not take)',
+        'queue needs the state store: set state.dir (e.g. /var/lib/wegate) / queue 模式需要状态存储：请设置 state.dir',
       );
     }
     const timeout = deliver['timeout_ms'];

@@ -73,8 +73,19 @@ export interface DiagnosticsSources {
   readonly readiness?: Pick<Readiness, 'results'>;
   /** Suites' suite_ticket age, the authorised corps and the AuthCodes (src/wecom/callback/provider-events.ts); never a ticket or code. */
   readonly provider?: () => ProviderSource;
+  /** The callback queue per callback (figures only, never a payload), as of the last refresh. */
+  readonly callbackQueue?: () => readonly CallbackQueueView[];
   /** The running process (doctor recognises a running wegate by it). */
   readonly about: () => { readonly version?: string; readonly pid?: number; readonly listen: Readonly<Record<string, number>> };
+}
+
+/** One callback's queue as the store's stats() gives it. */
+export interface CallbackQueueView {
+  readonly app: string;
+  readonly depth: number;
+  readonly oldestAgeMs: number;
+  readonly dead: number;
+  readonly headDueAt: number | undefined;
 }
 
 const iso = (ms: number | undefined) => (ms === undefined ? null : new Date(ms).toISOString());
@@ -139,6 +150,13 @@ export function diagnosticsSnapshot(src: DiagnosticsSources) {
           })),
         }
       : null,
+    callbackQueue: (src.callbackQueue?.() ?? []).map((q) => ({
+      callback: q.app,
+      depth: q.depth,
+      oldestAgeSeconds: Math.round(q.oldestAgeMs / 1000),
+      deadLetters: q.dead,
+      nextAttemptAt: iso(q.headDueAt),
+    })),
     provider: src.provider ? providerView(src.provider(), now) : null,
   };
 }
@@ -270,6 +288,11 @@ export function renderDiagnosticsHtml(s: DiagnosticsSnapshot): string {
     ]),
     'Not probed yet. / 尚未探测。',
   );
+  const queue = table(
+    ['callback / 回调', 'queued / 排队', 'oldest / 最早 (s)', 'dead letters / 死信', 'next attempt / 下次尝试'],
+    s.callbackQueue.map((q) => [q.callback, String(q.depth), String(q.oldestAgeSeconds), String(q.deadLetters), q.nextAttemptAt]),
+    'No queued callback. / 没有排队的回调。',
+  );
   return `<!doctype html>
 <html lang="zh-CN"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>wegate diagnostics / 诊断</title>
@@ -287,6 +310,8 @@ ${egress}
 ${tokens}
 <h2>WeCom readiness probe / 企业微信就绪探测</h2>
 ${ready}
+<h2>WeCom callback queue / 企业微信回调队列</h2>
+${queue}
 ${s.provider ? providerHtml(s.provider) : ''}</body></html>
 `;
 }

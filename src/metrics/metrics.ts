@@ -52,6 +52,12 @@ export interface Metrics {
   readonly wecomProviderEvents: Counter<'suite' | 'type' | 'outcome'>;
   /** AuthCode → permanent code exchanges, by suite and result (ok, retry, rejected, expired). */
   readonly wecomPermanentCodeExchanges: Counter<'suite' | 'result'>;
+  /** Queued callbacks not delivered yet (in flight included), per callback; read from the store at scrape. */
+  readonly wecomCallbackQueueDepth: Gauge<'callback'>;
+  /** Age of the oldest queued callback in seconds, per callback (0 when none). */
+  readonly wecomCallbackQueueOldestAge: Gauge<'callback'>;
+  /** Dead-lettered callbacks waiting for a re-drive, per callback. */
+  readonly wecomCallbackDeadLetters: Gauge<'callback'>;
 }
 
 export interface MetricsOptions {
@@ -195,7 +201,7 @@ export function createMetrics({ registry, processMetrics = true }: MetricsOption
     }),
     wecomCallbackDeliveries: new Counter({
       name: 'wegate_wecom_callback_deliveries_total',
-      help: 'Deliveries of decrypted callbacks to the vendor, by callback and result (ok, rejected = non-2xx, timeout, error).',
+      help: 'Deliveries of decrypted callbacks to the vendor, by callback and result (ok, rejected = non-2xx, timeout, error, queued = sync fallback to the queue, dead_letter).',
       labelNames: ['callback', 'result'],
       registers,
     }),
@@ -209,6 +215,24 @@ export function createMetrics({ registry, processMetrics = true }: MetricsOption
       name: 'wegate_wecom_permanent_code_exchanges_total',
       help: 'AuthCode → permanent code exchanges (service/v2/get_permanent_code), by suite and result (ok, retry, rejected, expired).',
       labelNames: ['suite', 'result'],
+      registers,
+    }),
+    wecomCallbackQueueDepth: new Gauge({
+      name: 'wegate_wecom_callback_queue_depth',
+      help: 'Queued callbacks not delivered yet (in flight included), per callback.',
+      labelNames: ['callback'],
+      registers,
+    }),
+    wecomCallbackQueueOldestAge: new Gauge({
+      name: 'wegate_wecom_callback_queue_oldest_age_seconds',
+      help: 'Age of the oldest queued callback not delivered yet, per callback (0 when none).',
+      labelNames: ['callback'],
+      registers,
+    }),
+    wecomCallbackDeadLetters: new Gauge({
+      name: 'wegate_wecom_callback_dead_letters',
+      help: 'Dead-lettered callbacks (attempts or age exhausted) waiting for a re-drive, per callback.',
+      labelNames: ['callback'],
       registers,
     }),
   };

@@ -17,6 +17,7 @@ import type { ErrorCode } from '../../core/errors.ts';
 import { hasUnreadBody, type RequestContext, sendError } from '../../core/http.ts';
 import type { Logger } from '../../core/logger.ts';
 import type { Metrics } from '../../metrics/metrics.ts';
+import type { QueueAppStats, StateStore } from '../../store/index.ts';
 import { readSecret } from '../api/index.ts';
 import {
   type CallbackCipher,
@@ -30,13 +31,15 @@ import {
   type ReceiveIdSet,
 } from '../crypto/index.ts';
 import { createMemoryDedupe, type DedupeKeys, dedupeKey } from './dedupe.ts';
-import { createDeliverer, type Delivery, type DeliverTarget, type DeliveryResult } from './deliver.ts';
+import { createDeliverer, type DeliverTarget, type Delivery, type DeliveryResult } from './deliver.ts';
+import { createDeliveryWorker, type DeliveryWorker, type QueueTarget } from './delivery-worker.ts';
 import { type HandledEvent, isStoreUnavailable, type ProviderEvents } from './provider-events.ts';
 import { parseCallbackQuery } from './query.ts';
 import { createSafeXml, textField } from './xml.ts';
 
 export { createMemoryDedupe, type DedupeKeys, dedupeKey } from './dedupe.ts';
 export { signDelivery } from './deliver.ts';
+export { backoffMs, createDeliveryWorker, type DeliveryWorker } from './delivery-worker.ts';
 export { parseCallbackQuery } from './query.ts';
 export { createSafeXml } from './xml.ts';
 
@@ -63,6 +66,7 @@ export interface CallbackEndpoint {
   readonly maxAgeS: number;
   readonly maxBodyBytes: number;
   readonly target: DeliverTarget;
+  readonly mode: WecomCallbackConfig['deliver']['mode'];
 }
 
 /** The pipeline stage: an exact-path Map lookup, then the handler. */
@@ -74,6 +78,8 @@ export interface CallbackStage {
 
 export interface Callbacks extends CallbackStage {
   readonly endpoints: readonly CallbackEndpoint[];
+  /** The queue of queue-mode callbacks (and sync ones' fallback) when a state store was given. */
+  readonly queue?: CallbackQueueAdmin;
   /** Closes the delivery pool after the deliveries in flight. */
   close(): Promise<void>;
 }
@@ -92,6 +98,23 @@ export interface CallbacksDeps {
   readonly dedupe?: DedupeKeys;
   /** Provider events of suite callbacks handled by wegate (provider-events.ts); without it they go to the vendor. */
   readonly provider?: ProviderEvents;
+  /**
+   * The state store: `queue` callbacks enqueue into it (de-dup keys claimed there, durable across
+   * restarts), `sync` callbacks fall back to it when the vendor fails; a delivery worker drains it.
+   */
+  readonly store?: StateStore;
+  /** Uniform in [0, 1): the jitter of the queue's backoff. */
+  readonly random?: () => number;
+}
+
+/** What the admin listener lists and re-drives (no payload content ever leaves here). */
+export interface CallbackQueueAdmin {
+  readonly store: StateStore;
+  /** Figures per callback, refreshed by refreshStats (metrics scrape, /diagnostics). */
+  lastStats(): readonly QueueAppStats[];
+  refreshStats(): Promise<readonly QueueAppStats[]>;
+  /** Dead letters back to pending, then delivered at once. */
+  redrive(target: { readonly id: number } | { readonly app: string }): Promise<number>;
 }
 
 /** The accepted receiveids of a callback: its app's corp id, its suite's id, receive_ids. */
@@ -133,6 +156,7 @@ export function createCallbacks(deps: CallbacksDeps): Callbacks {
   const endpoints: CallbackEndpoint[] = [];
   const byPath = new Map<string, CallbackEndpoint>();
   let ttlMs = 0;
+  const queueTargets = new Map<string, QueueTarget>();
   config.callbacks.forEach((cb, i) => {
     const at = `wecom.callbacks[${i}] (${cb.name})`;
     const token = readCallbackSecret(`${at}.token`, cb.token, deps.env, checkCallbackToken);
@@ -152,7 +176,17 @@ export function createCallbacks(deps: CallbacksDeps): Callbacks {
       maxAgeS: cb.max_age_s,
       maxBodyBytes: cb.max_body_bytes,
       target: { url: cb.deliver.url, secret: shared, timeoutMs, maxResponseBytes: cb.deliver.max_response_bytes },
+      mode: cb.deliver.mode,
     };
+    queueTargets.set(cb.name, {
+      target: endpoint.target,
+      retry: {
+        maxAttempts: cb.deliver.max_attempts,
+        maxAgeMs: cb.deliver.max_queue_age_s * 1000,
+        backoffBaseMs: cb.deliver.backoff_base_ms,
+        backoffMaxMs: Math.max(cb.deliver.backoff_base_ms, cb.deliver.backoff_max_ms),
+      },
+    });
     ttlMs = Math.max(ttlMs, cb.dedupe_ttl_s * 1000);
     endpoints.push(endpoint);
     byPath.set(cb.path, endpoint);
@@ -162,6 +196,56 @@ export function createCallbacks(deps: CallbacksDeps): Callbacks {
   /** Deliveries in flight by idempotency key: a retry arriving meanwhile waits for the same outcome. */
   const inflight = new Map<string, Promise<DeliveryResult>>();
   const pending = new Set<Promise<unknown>>();
+  /** Sync deliveries that fell back to the queue (counted as result "queued", not "ok"). */
+  const fellBack = new WeakSet<DeliveryResult>();
+  const store = deps.store;
+  const worker: DeliveryWorker | undefined =
+    store === undefined
+      ? undefined
+      : createDeliveryWorker({ store, targets: queueTargets, deliverer, logger, metrics, now, random: deps.random ?? Math.random });
+  let stats: readonly QueueAppStats[] = [];
+  const dedupTtlMs = new Map(config.callbacks.map((cb) => [cb.name, Math.max(cb.dedupe_ttl_s * 1000, 1000)]));
+
+  /**
+   * Store a callback durably (its de-dup key claimed in the same transaction) and wake the worker.
+   * Rejects with WG_STORE_UNAVAILABLE when the store cannot write: then WeCom must not be acknowledged.
+   */
+  const enqueue = async (s: StateStore, e: CallbackEndpoint, message: Delivery): Promise<boolean> => {
+    const r = await s.queue.enqueue(e.name, {
+      idempotencyKey: message.idempotencyKey,
+      eventType: message.event,
+      payload: JSON.stringify(message),
+      dedup: { key: `cb:${message.idempotencyKey}`, ttlMs: dedupTtlMs.get(e.name) ?? 900_000 },
+    });
+    if (!r.duplicate) worker?.wake(e.name);
+    return !r.duplicate;
+  };
+
+  /** queue mode: durable before the ack; a duplicate (also one from before a restart) is acknowledged without a second copy. */
+  const receiveQueued = async (
+    req: IncomingMessage,
+    res: ServerResponse,
+    ctx: RequestContext,
+    e: CallbackEndpoint,
+    s: StateStore,
+    message: Delivery,
+    log: Record<string, unknown>,
+  ) => {
+    let fresh: boolean;
+    try {
+      fresh = await enqueue(s, e, message);
+    } catch (err) {
+      count(e, 'not_delivered');
+      logger.error(
+        { ...log, outcome: 'not_delivered', err: (err as Error).message },
+        'wecom callback not queued (state store unavailable): not acknowledged, WeCom retries',
+      );
+      return sendError(req, res, ctx, 'WG_STORE_UNAVAILABLE');
+    }
+    count(e, fresh ? 'ok' : 'duplicate');
+    logger.info({ ...log, outcome: fresh ? 'ok' : 'duplicate' }, fresh ? 'wecom callback queued' : 'wecom callback duplicate acknowledged');
+    acknowledge(req, res, ctx, e, '', message.receiveId);
+  };
 
   const count = (e: CallbackEndpoint, outcome: CallbackOutcome) => metrics.wecomCallbacks.inc({ callback: e.name, outcome });
 
@@ -293,6 +377,19 @@ export function createCallbacks(deps: CallbacksDeps): Callbacks {
     const event = (msgType === 'event' ? textField(f, 'Event') : msgType) ?? textField(f, 'InfoType') ?? 'unknown';
     const key = dedupeKey(e.name, msgId, d.message);
     const log = { req_id: ctx.id, callback: e.name, event, msg_id: msgId };
+    if (e.mode === 'queue' && store !== undefined) {
+      const message = {
+        callback: e.name,
+        kind: e.kind,
+        idempotencyKey: key,
+        event,
+        msgId,
+        receiveId: d.receiveId,
+        fields: f,
+        xml: d.message,
+      };
+      return receiveQueued(req, res, ctx, e, store, message, log);
+    }
 
     if (await dedupe.has(key)) {
       count(e, 'duplicate');
@@ -342,8 +439,27 @@ export function createCallbacks(deps: CallbacksDeps): Callbacks {
         timeoutMs < 1
           ? Promise.resolve<DeliveryResult>({ ok: false, result: 'timeout', detail: 'no time left before WeCom gives up' })
           : deliverer.deliver({ ...e.target, timeoutMs }, message)
-      ).then(async (r) => {
+      ).then(async (r): Promise<DeliveryResult> => {
         if (r.ok) await dedupe.add(key);
+        else if (store !== undefined) {
+          // The vendor failed or missed the deadline: queue it (durably) and acknowledge; the worker
+          // delivers it later with the same idempotency key. A store that cannot write: no ack.
+          try {
+            await enqueue(store, e, message);
+            await dedupe.add(key);
+            metrics.wecomCallbackDeliveries.inc({ callback: e.name, result: r.result });
+            metrics.wecomCallbackDeliveries.inc({ callback: e.name, result: 'queued' });
+            logger.warn(
+              { ...log, delivery: r.result, detail: r.detail },
+              'wecom callback not delivered in time: queued for a later delivery',
+            );
+            const queued: DeliveryResult = { ok: true, reply: '' };
+            fellBack.add(queued);
+            return queued;
+          } catch (err) {
+            logger.error({ ...log, err: (err as Error).message }, 'wecom callback could not be queued (state store unavailable)');
+          }
+        }
         return r;
       });
       inflight.set(key, delivery);
@@ -354,7 +470,7 @@ export function createCallbacks(deps: CallbacksDeps): Callbacks {
       pending.add(done);
     }
     const result = await delivery;
-    if (first) metrics.wecomCallbackDeliveries.inc({ callback: e.name, result: result.ok ? 'ok' : result.result });
+    if (first && !fellBack.has(result)) metrics.wecomCallbackDeliveries.inc({ callback: e.name, result: result.ok ? 'ok' : result.result });
     if (!result.ok) {
       count(e, 'not_delivered');
       logger.warn(
@@ -449,8 +565,34 @@ export function createCallbacks(deps: CallbacksDeps): Callbacks {
     endpoints,
     match: (path) => byPath.get(path),
     handle,
+    ...(store === undefined
+      ? {}
+      : {
+          queue: {
+            store,
+            lastStats: () => stats,
+            async refreshStats() {
+              stats = await store.queue.stats();
+              // Every queue-mode callback has its series, also at 0 (an alert on depth needs one).
+              for (const name of queueTargets.keys()) {
+                const st = stats.find((x) => x.app === name);
+                metrics.wecomCallbackQueueDepth.set({ callback: name }, st?.depth ?? 0);
+                metrics.wecomCallbackQueueOldestAge.set({ callback: name }, (st?.oldestAgeMs ?? 0) / 1000);
+                metrics.wecomCallbackDeadLetters.set({ callback: name }, st?.dead ?? 0);
+              }
+              return stats;
+            },
+            async redrive(target: { readonly id: number } | { readonly app: string }) {
+              const n = await store.queue.redrive(target);
+              if ('app' in target) worker?.wake(target.app);
+              else for (const name of queueTargets.keys()) worker?.wake(name);
+              return n;
+            },
+          },
+        }),
     async close() {
       await Promise.allSettled([...pending]);
+      await worker?.close();
       await deliverer.close();
     },
   };

@@ -1,4 +1,4 @@
-/** `wecom.callbacks`: validation with lines, `queue` refused for now, and the secrets checked at start-up. */
+/** `wecom.callbacks`: validation with lines, `queue` refused without `state:`, and the secrets checked at start-up. */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -45,7 +45,7 @@ t.test('config: callback defaults are filled when only the required keys are giv
   });
 });
 
-t.test('config: every callback problem is reported with its line, queue refused as not available, when the list is wrong', async (t) => {
+t.test('config: every callback problem is reported with its line, queue refused without state, when the list is wrong', async (t) => {
   const yaml = [
     head.trimEnd(),
     'wecom:', // 3
@@ -77,7 +77,7 @@ t.test('config: every callback problem is reported with its line, queue refused 
   const expect = [
     /^wecom\.callbacks\[0\]\.token \(line 8\): must set exactly one of `file` or `env`, got both/,
     /^wecom\.callbacks\[0\]\.receive_ids \(line 5\): must list the authorising corp ids/,
-    /^wecom\.callbacks\[0\]\.deliver\.mode \(line 10\): queue is not available in this release/,
+    /^wecom\.callbacks\[0\]\.deliver\.mode \(line 10\): queue needs the state store: set state\.dir/,
     /^wecom\.callbacks\[1\]\.name \(line 11\): must be unique/,
     /^wecom\.callbacks\[1\]\.path \(line 13\): must be unique/,
     /^wecom\.callbacks\[1\]\.app \(line 14\): must name an entry of wecom\.apps/,
@@ -96,6 +96,20 @@ t.test('config: every callback problem is reported with its line, queue refused 
     )
       t.comment(got.join('\n'));
   t.notOk(got.join('\n').includes('inline'), 'the inline secret is not echoed');
+});
+
+t.test('config: deliver.mode queue is accepted, with the retry defaults, when state.dir is set', async (t) => {
+  const r = load(
+    `${head}state: { dir: ${JSON.stringify(tmpdir())} }\nwecom:\n  corp_id: ww0123456789abcdef\n  callbacks:\n    - name: cb\n      path: /cb\n      token: { env: T }\n      encoding_aes_key: { env: K }\n      deliver: { mode: queue, url: "http://10.0.0.8/cb", secret: { env: S } }\n`,
+  );
+  if (!r.ok) return t.fail(JSON.stringify(r.problems));
+  t.match(r.config.wecom?.callbacks[0]?.deliver, {
+    mode: 'queue',
+    max_attempts: 12,
+    max_queue_age_s: 86_400,
+    backoff_base_ms: 1_000,
+    backoff_max_ms: 300_000,
+  });
 });
 
 const cbConfig = () =>
