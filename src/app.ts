@@ -110,7 +110,7 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
   const clock = deps.now ?? Date.now;
   const incidents = createIncidents({ clock, logger, metrics });
   // WeCom errors in vendor responses (routes[].wecom_errors), recorded with the other incidents.
-  const wecomErrorScan = createWecomErrorScan({ incidents });
+  const wecomErrorScan = createWecomErrorScan({ incidents, metrics });
   // Relay state that outlives a generation: the rate-limit buckets and the CONNECT listener.
   const relayLimiter = createRelayLimiter();
   let relayTunnel: RelayTunnel | undefined;

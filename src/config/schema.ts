@@ -114,7 +114,7 @@ export const RouteSchema = Type.Object(
         scan: Type.Boolean({
           default: true,
           description:
-            'Notice WeCom errcode 60020 / 48002 in small (≤ 16 KiB) uncompressed JSON/text/HTML responses of this upstream and record the vendor\'s incident (/diagnostics, metrics, one log line per distinct cause).',
+            'Notice WeCom errcode 60020 / 48002 in small (≤ 16 KiB) uncompressed JSON/text/HTML responses of this upstream and record the vendor\'s incident (/diagnostics, metrics, one log line per distinct cause) when the body is WeCom\'s error JSON or that JSON in the vendor\'s small JSON envelope; a page that only shows the number is counted, not recorded.',
         }),
         explain: Type.Boolean({
           default: false,

@@ -3,6 +3,12 @@
  * (app, API, cause, IPs), counted, with first/last seen and the action in English and 简体中文.
  * Bounded (lru-cache); logged once per distinct entry, not once per request; every occurrence is
  * counted in wegate_wecom_incidents_total{app,cause}.
+ *
+ * A vendor's incidents (seen in its responses, `source: 'vendor'`) are kept in a bucket of their
+ * own, so however many a vendor produces they never evict wegate's own (review F3: 400 requests to
+ * a vendor page filled the whole list and pushed out the gateway's real not_in_trusted_ip); and at
+ * most `vendorLogsPerMinute` new ones are logged per minute of the injected clock, the others only
+ * counted (one line says logging paused, one line after the minute says how many were not logged).
  */
 import { LRUCache } from 'lru-cache';
 import type { Logger } from '../core/logger.ts';
@@ -50,15 +56,63 @@ export interface IncidentsDeps {
   readonly clock: () => number;
   readonly logger: Logger;
   readonly metrics: Pick<Metrics, 'wecomIncidents'>;
-  /** Distinct incidents kept (default 256); the least recently seen go first. */
+  /** Distinct incidents of wegate's own calls kept (default 256); the least recently seen go first. */
   readonly max?: number;
+  /** Distinct vendor incidents kept, apart from wegate's own (default 64); the least recently seen go first. */
+  readonly maxVendor?: number;
+  /** New vendor incidents logged per minute (default 10); the rest are counted, not logged. */
+  readonly vendorLogsPerMinute?: number;
 }
 
-export function createIncidents({ clock, logger, metrics, max = 256 }: IncidentsDeps): Incidents {
-  const entries = new LRUCache<string, Incident>({ max });
+const MINUTE_MS = 60_000;
+
+export function createIncidents({ clock, logger, metrics, max = 256, maxVendor = 64, vendorLogsPerMinute = 10 }: IncidentsDeps): Incidents {
+  const own = new LRUCache<string, Incident>({ max });
+  const vendor = new LRUCache<string, Incident>({ max: maxVendor });
+  // The vendor log budget: a window of one minute from its first logged incident.
+  let windowStart = 0;
+  let logged = 0;
+  let notLogged = 0;
+
+  /** Whether a new vendor incident may be logged now; logs the pause and the previous window's tally. */
+  const vendorMayLog = (now: number): boolean => {
+    if (logged > 0 && now - windowStart >= MINUTE_MS) {
+      if (notLogged > 0) {
+        logger.warn(
+          {
+            source: 'vendor',
+            vendor_incidents_not_logged: notLogged,
+            window_s: Math.round((now - windowStart) / 1000),
+            action_zh: `上一时间窗口内另有 ${notLogged} 条新的服务商故障未写入日志；均已计入 wegate_wecom_incidents_total，最近的记录见 /diagnostics。`,
+          },
+          `${notLogged} more new vendor incidents were not logged in the previous window; all are counted in wegate_wecom_incidents_total and the latest are in /diagnostics.`,
+        );
+      }
+      logged = notLogged = 0;
+    }
+    if (logged === 0) windowStart = now;
+    if (logged < vendorLogsPerMinute) {
+      logged++;
+      return true;
+    }
+    if (notLogged++ === 0) {
+      logger.warn(
+        {
+          source: 'vendor',
+          vendor_logs_per_minute: vendorLogsPerMinute,
+          action_zh: `一分钟内新的服务商故障超过 ${vendorLogsPerMinute} 条：本分钟其余的只计数、不写日志（见 wegate_wecom_incidents_total 和 /diagnostics）。`,
+        },
+        `More than ${vendorLogsPerMinute} new vendor incidents within a minute: the rest of this minute's are counted (wegate_wecom_incidents_total, /diagnostics), not logged.`,
+      );
+    }
+    return false;
+  };
+
   return {
     record(input) {
-      const key = [input.source ?? 'wegate', input.app, input.api, input.cause, input.fromIp ?? '', input.expectedIp ?? ''].join('|');
+      const source = input.source ?? 'wegate';
+      const entries = source === 'vendor' ? vendor : own;
+      const key = [source, input.app, input.api, input.cause, input.fromIp ?? '', input.expectedIp ?? ''].join('|');
       const now = clock();
       const prev = entries.get(key);
       const next: Incident = prev
@@ -66,7 +120,7 @@ export function createIncidents({ clock, logger, metrics, max = 256 }: Incidents
         : { ...input, key, firstSeen: now, lastSeen: now, count: 1 };
       entries.set(key, next);
       metrics.wecomIncidents.inc({ app: input.app, cause: input.cause });
-      if (!prev) {
+      if (!prev && (source !== 'vendor' || vendorMayLog(now))) {
         logger.warn(
           {
             incident: input.cause,
@@ -77,7 +131,7 @@ export function createIncidents({ clock, logger, metrics, max = 256 }: Incidents
             expected_ip: input.expectedIp,
             local_address: input.localAddress,
             hint: input.hint,
-            source: input.source ?? 'wegate',
+            source,
             path: input.path,
             action_zh: input.zh,
           },
@@ -87,7 +141,7 @@ export function createIncidents({ clock, logger, metrics, max = 256 }: Incidents
       return next;
     },
     list() {
-      return [...entries.values()].sort((a, b) => b.lastSeen - a.lastSeen);
+      return [...own.values(), ...vendor.values()].sort((a, b) => b.lastSeen - a.lastSeen);
     },
   };
 }

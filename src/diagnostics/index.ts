@@ -17,6 +17,7 @@ export {
   SCAN_MAX_BYTES,
   VENDOR_CAUSES,
   type VendorError,
+  type VendorErrorForm,
   vendorAction,
   type WecomErrorScanDeps,
 } from './vendor-errors.ts';

@@ -12,16 +12,21 @@
  *   bodies are not inflated (that would cost every small gzip'd response a zlib stream) and pass
  *   unscanned, as do HEAD, 1xx, 204 and 304;
  * - the bytes are searched with Buffer.indexOf for `60020` and `48002`; only a body holding one of
- *   them is decoded and parsed, and then decided on the errcode, never on the errmsg (WeCom: errmsg
- *   may change, doc 90455); `from ip` and `hint` come from diagnose.ts's parseErrmsg.
+ *   them is looked at further, with bounded work (findVendorError), and decided on the errcode,
+ *   never on the errmsg (WeCom: errmsg may change, doc 90455); `from ip` and `hint` come from
+ *   diagnose.ts's parseErrmsg.
+ * Only a body that is WeCom's error (its JSON, or that JSON in the vendor's small JSON envelope)
+ * becomes an incident; a page or text that merely shows the number is counted in
+ * wegate_wecom_vendor_error_mentions_total and nothing else (a visitor can make a vendor page echo
+ * it, with an IP of their choosing: review F3).
  * The measured cost with the scan on is `scan_cpu_overhead_pct` in `npm run bench`.
  */
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { RouteConfig } from '../config/schema.ts';
 import type { RequestContext } from '../core/http.ts';
+import type { Metrics } from '../metrics/metrics.ts';
 import type { BodySink, Replacement, ResponseObserver } from '../proxy/observer.ts';
 import { parseErrmsg } from '../wecom/api/diagnose.ts';
-import { parseJsonObject } from '../wecom/api/http.ts';
 import type { Incidents } from './incidents.ts';
 
 /** Largest body scanned (declared or actual); larger responses pass unscanned. */
@@ -36,65 +41,185 @@ export const VENDOR_CAUSES: Readonly<Record<VendorErrcode, string>> = {
   48002: 'vendor_api_forbidden',
 };
 
+/**
+ * How a body carries the error:
+ * - `raw`: the body is WeCom's JSON itself (an object with that errcode, a JSON number, at the top);
+ * - `envelope`: WeCom's error object inside the vendor's own small JSON (`{"code":500,"data":{"errcode":60020,…}}`);
+ * - `text`: a page, a string or broken JSON merely showing the errcode. Anyone can make a vendor's
+ *   404 or search page echo `errcode:60020 from ip: X`, so such a body is only counted, never
+ *   recorded as an incident, and no IP or hint is taken from it (review F3).
+ */
+export type VendorErrorForm = 'raw' | 'envelope' | 'text';
+
 export interface VendorError {
   readonly errcode: VendorErrcode;
-  /** The address WeCom saw the vendor's call come from. */
+  readonly form: VendorErrorForm;
+  /** The address WeCom saw the vendor's call come from (never for `text`). */
   readonly fromIp?: string;
+  /** WeCom's request id (never for `text`). */
   readonly hint?: string;
-  /** The body is WeCom's JSON itself (an object with that errcode at the top): a "raw JSON page". */
+  /** `form` is `raw`: a "raw JSON page" a browser may be shown the explanation instead of. */
   readonly raw: boolean;
 }
 
 const NEEDLE_60020 = Buffer.from('60020');
 const NEEDLE_48002 = Buffer.from('48002');
+const ERRCODE_KEY = Buffer.from('"errcode"');
 
-/** `errcode` shown inside a page or a string: quoted, HTML-escaped or JSON-escaped, `:` or `=`. */
-const EMBEDDED_RE = /errcode(?:\\?"|&quot;|&#34;|&#x22;|')?\s{0,8}[:=]\s{0,8}(?:\\?"|&quot;|&#34;|&#x22;|')?(60020|48002)(?![0-9])/i;
+/**
+ * The work on a body that holds a needle is bounded whatever the body (review F10: repeated needles,
+ * `errcode` runs and deep JSON cost 0.25–1.4 ms per 16 KiB body with a whole-text regex and a
+ * JSON.parse reviver): at most MAX_HITS occurrences of each needle and of `"errcode"` are looked at,
+ * and JSON is parsed only when its structure is small (SMALL_JSON_STEPS, SMALL_JSON_DEPTH), checked
+ * first by a scan that stops as soon as either bound is passed.
+ */
+const MAX_HITS = 8;
+/** Strings and structural characters (`{ } [ ] , :`) a small JSON may hold: WeCom's error is ~10, an envelope a few dozen. */
+const SMALL_JSON_STEPS = 256;
+/** Nesting of a small JSON: WeCom's object is depth 1, `{"data":{"result":[{…}]}}` puts it at depth 4. */
+const SMALL_JSON_DEPTH = 4;
+/** Leading whitespace skipped before the `{` of a JSON body. */
+const MAX_LEADING_SPACE = 64;
 
-const errcodeOf = (v: unknown): VendorErrcode | undefined =>
-  v === 60020 || v === '60020' ? 60020 : v === 48002 || v === '48002' ? 48002 : undefined;
+/** After `"errcode"`: a JSON number 60020 / 48002 (not a string, not 600201, not 60020.5). */
+const NUMERIC_ERRCODE = /^[ \t\r\n]{0,8}:[ \t\r\n]{0,8}(?:60020|48002)(?![0-9.eE])/;
+/** Just before a needle in a page or a string: `errcode` quoted, HTML-escaped or JSON-escaped, then `:` or `=`. */
+const SHOWN_ERRCODE = /errcode(?:\\?"|&quot;|&#34;|&#x22;|')?\s{0,8}[:=]\s{0,8}(?:\\?"|&quot;|&#34;|&#x22;|')?$/i;
+/** How far before a needle SHOWN_ERRCODE looks (`errcode&quot;` + 8 spaces + `:` + 8 spaces + `&quot;` is 36). */
+const SHOWN_WINDOW = 48;
 
-/** A WeCom error object nested in the vendor's own JSON (`{"code":500,"data":{"errcode":60020,…}}`), bounded. */
-function nested(v: unknown, depth: number, budget: { n: number }): Record<string, unknown> | undefined {
-  if (typeof v !== 'object' || v === null || depth > 4) return undefined;
-  const values = Array.isArray(v) ? (v as unknown[]) : Object.values(v);
+/** Keys never followed: JSON.parse makes them own properties; later code could mistake them for the prototype. */
+const PROTO_KEYS: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype']);
+
+const isDigit = (c: number | undefined) => c !== undefined && c >= 0x30 && c <= 0x39;
+
+/** The first non-whitespace byte is `{` (within MAX_LEADING_SPACE bytes). */
+function startsLikeObject(body: Buffer): boolean {
+  const end = Math.min(body.length, MAX_LEADING_SPACE);
+  for (let i = 0; i < end; i++) {
+    const c = body[i];
+    if (c === 0x7b) return true;
+    if (c !== 0x20 && c !== 0x09 && c !== 0x0a && c !== 0x0d) return false;
+  }
+  return false;
+}
+
+/** `"errcode"` with a numeric 60020 / 48002 somewhere, among the first MAX_HITS keys of that name. */
+function hasNumericErrcode(body: Buffer): boolean {
+  let at = body.indexOf(ERRCODE_KEY);
+  for (let n = 0; at !== -1 && n < MAX_HITS; n++) {
+    const after = at + ERRCODE_KEY.length;
+    if (NUMERIC_ERRCODE.test(body.toString('latin1', after, after + 24))) return true;
+    at = body.indexOf(ERRCODE_KEY, after);
+  }
+  return false;
+}
+
+/** The next string or structural character of a JSON text (`lastIndex` is set before each use). */
+const JSON_STEP = /["{}[\],:]/g;
+
+/**
+ * Whether `text` (a JSON candidate) nests at most SMALL_JSON_DEPTH deep and holds at most
+ * SMALL_JSON_STEPS strings and structural characters. Bounded: it stops at the first bound passed;
+ * runs of anything else (digits, spaces) are skipped by a regex and strings by indexOf, both native
+ * (a character loop in JS cost ~16 µs on 16 KiB of spaces); an escaped quote costs a step.
+ */
+function isSmallJson(text: string): boolean {
+  const step = JSON_STEP;
+  let depth = 0;
+  let steps = 0;
+  step.lastIndex = 0;
+  while (step.test(text)) {
+    if (++steps > SMALL_JSON_STEPS) return false;
+    const i = step.lastIndex - 1;
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      let j = i;
+      for (;;) {
+        j = text.indexOf('"', j + 1);
+        if (j === -1) return false;
+        let k = j - 1;
+        while (text.charCodeAt(k) === 0x5c) k--;
+        if ((j - 1 - k) % 2 === 0) break;
+        if (++steps > SMALL_JSON_STEPS) return false;
+      }
+      step.lastIndex = j + 1;
+    } else if (c === 0x7b || c === 0x5b) {
+      if (++depth > SMALL_JSON_DEPTH) return false;
+    } else if (c === 0x7d || c === 0x5d) {
+      depth--;
+    }
+  }
+  return true;
+}
+
+const errcodeOf = (v: unknown): VendorErrcode | undefined => (v === 60020 ? 60020 : v === 48002 ? 48002 : undefined);
+
+/** A WeCom error object (numeric errcode) nested in the vendor's small JSON; the depth is bounded by isSmallJson. */
+function nested(v: object): Record<string, unknown> | undefined {
+  const values = Array.isArray(v)
+    ? (v as unknown[])
+    : Object.keys(v).map((k) => (PROTO_KEYS.has(k) ? undefined : (v as Record<string, unknown>)[k]));
   for (const x of values) {
-    if (--budget.n < 0) return undefined;
     if (typeof x !== 'object' || x === null) continue;
     if (!Array.isArray(x) && errcodeOf((x as Record<string, unknown>)['errcode']) !== undefined) return x as Record<string, unknown>;
-    const deeper = nested(x, depth + 1, budget);
+    const deeper = nested(x);
     if (deeper !== undefined) return deeper;
   }
   return undefined;
 }
 
-const found = (errcode: VendorErrcode, errmsg: unknown, raw: boolean): VendorError => {
+/** WeCom's error as the body itself or in a small envelope; undefined for anything else. */
+function wecomJson(body: Buffer): VendorError | undefined {
+  if (!startsLikeObject(body) || !hasNumericErrcode(body)) return undefined;
+  const text = body.toString('utf8');
+  if (!isSmallJson(text)) return undefined;
+  let json: unknown;
+  try {
+    // No reviver: only `errcode` / `errmsg` of plain objects are read, PROTO_KEYS are never followed.
+    json = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) return undefined;
+  const top = errcodeOf((json as Record<string, unknown>)['errcode']);
+  if (top !== undefined) return found(top, (json as Record<string, unknown>)['errmsg'], 'raw');
+  const inner = nested(json);
+  const code = errcodeOf(inner?.['errcode']);
+  return inner !== undefined && code !== undefined ? found(code, inner['errmsg'], 'envelope') : undefined;
+}
+
+const found = (errcode: VendorErrcode, errmsg: unknown, form: 'raw' | 'envelope'): VendorError => {
   const { hint, fromIp } = parseErrmsg(errmsg);
-  return { errcode, raw, ...(fromIp !== undefined ? { fromIp } : {}), ...(hint !== undefined ? { hint } : {}) };
+  return { errcode, form, raw: form === 'raw', ...(fromIp !== undefined ? { fromIp } : {}), ...(hint !== undefined ? { hint } : {}) };
 };
 
-/** The WeCom 60020 / 48002 error a response body carries, if any. Never throws. */
+/** Whether one of at most MAX_HITS occurrences of `needle` (the first at `at`) is an errcode shown as text (SHOWN_ERRCODE before it). */
+function shown(body: Buffer, needle: Buffer, at: number): boolean {
+  for (let n = 0; at !== -1 && n < MAX_HITS; n++) {
+    const end = at + needle.length;
+    const number = isDigit(body[end]) || (body[end] === 0x2e && isDigit(body[end + 1])); // 600201, 60020.5
+    if (!number && SHOWN_ERRCODE.test(body.toString('latin1', Math.max(0, at - SHOWN_WINDOW), at))) return true;
+    at = body.indexOf(needle, end);
+  }
+  return false;
+}
+
+/**
+ * The WeCom 60020 / 48002 error a response body carries, if any, and in which form (see
+ * VendorErrorForm: only `raw` and `envelope` are WeCom's error; `text` only shows the number).
+ * Decided on the errcode, never on the errmsg. Bounded work, never throws.
+ */
 export function findVendorError(body: Buffer): VendorError | undefined {
-  // The hot path: almost every body holds neither number.
-  if (body.indexOf(NEEDLE_60020) === -1 && body.indexOf(NEEDLE_48002) === -1) return undefined;
-  const text = body.toString('utf8');
-  let json: Record<string, unknown> | undefined;
-  try {
-    json = parseJsonObject(text);
-  } catch {
-    json = undefined;
-  }
-  if (json !== undefined) {
-    const top = errcodeOf(json['errcode']);
-    if (top !== undefined) return found(top, json['errmsg'], true);
-    const inner = nested(json, 0, { n: 256 });
-    const code = errcodeOf(inner?.['errcode']);
-    if (inner !== undefined && code !== undefined) return found(code, inner['errmsg'], false);
-  }
-  // A page or text showing WeCom's JSON (HTML-escaped, or as a string inside the vendor's JSON).
-  const m = EMBEDDED_RE.exec(text);
-  const code = errcodeOf(m?.[1]);
-  return code === undefined ? undefined : found(code, text, false);
+  // The hot path: almost every body holds neither number (two Buffer.indexOf, ~150 ns for 200 B).
+  const at60020 = body.indexOf(NEEDLE_60020);
+  const at48002 = body.indexOf(NEEDLE_48002);
+  if (at60020 === -1 && at48002 === -1) return undefined;
+  const json = wecomJson(body);
+  if (json !== undefined) return json;
+  if (shown(body, NEEDLE_60020, at60020)) return { errcode: 60020, form: 'text', raw: false };
+  if (shown(body, NEEDLE_48002, at48002)) return { errcode: 48002, form: 'text', raw: false };
+  return undefined;
 }
 
 /** Content types scanned: JSON, plain text, HTML, JavaScript (JSONP). */
@@ -187,13 +312,15 @@ class RouteScan implements ResponseObserver {
   readonly app: string | undefined;
   readonly explain: boolean;
   readonly incidents: Incidents;
+  readonly metrics: ScanMetrics;
 
-  constructor(route: string, config: RouteConfig, incidents: Incidents) {
+  constructor(route: string, config: RouteConfig, deps: WecomErrorScanDeps) {
     this.route = route;
     this.prefix = config.path ?? '/';
     this.app = config.wecom_errors?.app;
     this.explain = config.wecom_errors?.explain === true;
-    this.incidents = incidents;
+    this.incidents = deps.incidents;
+    this.metrics = deps.metrics;
   }
 
   open(req: IncomingMessage, ctx: RequestContext, status: number, headers: IncomingHttpHeaders): BodySink | undefined {
@@ -212,7 +339,12 @@ class RouteScan implements ResponseObserver {
     return new VendorSink(this, ctx, hold);
   }
 
-  /** Record what was found; the explanation text. */
+  /** A page or text showing the errcode: counted, nothing recorded. */
+  mention(e: VendorError): void {
+    this.metrics.wecomVendorErrorMentions.inc({ route: this.route, errcode: String(e.errcode) });
+  }
+
+  /** Record WeCom's error (raw or in an envelope); the explanation text. */
   record(e: VendorError, path: string): ExplainText {
     const text = vendorAction(e, this.route, this.app);
     this.incidents.record({
@@ -269,6 +401,10 @@ class VendorSink implements BodySink {
     try {
       e = findVendorError(body);
       if (e === undefined) return undefined;
+      if (e.form === 'text') {
+        scan.mention(e);
+        return undefined;
+      }
       text = scan.record(e, this.#ctx.path);
     } catch {
       // Never into the proxy's response path: the response then leaves as it came.
@@ -297,17 +433,21 @@ class VendorSink implements BodySink {
   }
 }
 
+type ScanMetrics = Pick<Metrics, 'wecomVendorErrorMentions'>;
+
 export interface WecomErrorScanDeps {
   /** Where the vendors' incidents go (the same list /diagnostics shows). */
   readonly incidents: Incidents;
+  /** Where pages that only show the errcode are counted. */
+  readonly metrics: ScanMetrics;
 }
 
 /**
  * The scan as the proxy's observer factory: a route gets an observer unless its
  * `wecom_errors.scan` is false. No timers, sockets or files: nothing to close.
  */
-export function createWecomErrorScan({
-  incidents,
-}: WecomErrorScanDeps): (route: { readonly name: string; readonly config: RouteConfig }) => ResponseObserver | undefined {
-  return (route) => (route.config.wecom_errors?.scan === false ? undefined : new RouteScan(route.name, route.config, incidents));
+export function createWecomErrorScan(
+  deps: WecomErrorScanDeps,
+): (route: { readonly name: string; readonly config: RouteConfig }) => ResponseObserver | undefined {
+  return (route) => (route.config.wecom_errors?.scan === false ? undefined : new RouteScan(route.name, route.config, deps));
 }

@@ -31,6 +31,8 @@ export interface Metrics {
   readonly wecomTokenRefreshes: Counter<'app' | 'result'>;
   /** Diagnosed WeCom incidents (60020 …), each occurrence, by app and cause. */
   readonly wecomIncidents: Counter<'app' | 'cause'>;
+  /** Vendor responses (by route, errcode) that only show 60020 / 48002 in a page or text: counted, no incident. */
+  readonly wecomVendorErrorMentions: Counter<'route' | 'errcode'>;
   /** Readiness probe per WeCom app (get_api_domain_ip): 1 ready, 0 not (never fails /readyz). */
   readonly wecomReady: Gauge<'app'>;
   /** 1 while an egress profile's IP echo shows another public IP than its expected_ip, 0 when it matches. */
@@ -150,6 +152,12 @@ export function createMetrics({ registry, processMetrics = true }: MetricsOption
       name: 'wegate_wecom_incidents_total',
       help: 'Diagnosed WeCom incidents (60020 and friends), each occurrence, by app and cause.',
       labelNames: ['app', 'cause'],
+      registers,
+    }),
+    wecomVendorErrorMentions: new Counter({
+      name: 'wegate_wecom_vendor_error_mentions_total',
+      help: "Vendor responses that show WeCom errcode 60020 / 48002 in a page or text without being WeCom's error JSON, by route and errcode: counted only, never an incident (the text may be a visitor's input echoed back).",
+      labelNames: ['route', 'errcode'],
       registers,
     }),
     wecomReady: new Gauge({

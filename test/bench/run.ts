@@ -36,6 +36,7 @@ import { parseArgs } from 'node:util';
 import type { RouteConfig } from '../../src/config/schema.ts';
 import type { RequestContext } from '../../src/core/http.ts';
 import { createWecomErrorScan } from '../../src/diagnostics/vendor-errors.ts';
+import type { Metrics } from '../../src/metrics/metrics.ts';
 import { nginxConfig, nginxUpstreamConfig } from './nginx.ts';
 import { PRODUCTION_ENTRY, PRODUCTION_ENV, PRODUCTION_NODE_FLAGS } from './production.ts';
 import {
@@ -956,7 +957,14 @@ function scanNsPerResponse(): number {
     list: () => [],
   };
   const config = { path: '/', upstream: 'http://127.0.0.1', wecom_errors: { scan: true, explain: false } } as unknown as RouteConfig;
-  const observer = createWecomErrorScan({ incidents })({ name: 'bench', config });
+  const metrics = {
+    wecomVendorErrorMentions: {
+      inc: () => {
+        throw new Error('the bench body shows no WeCom error');
+      },
+    },
+  } as unknown as Pick<Metrics, 'wecomVendorErrorMentions'>;
+  const observer = createWecomErrorScan({ incidents, metrics })({ name: 'bench', config });
   if (!observer) throw new Error('the scan gave the bench route no observer');
   const req = { method: 'GET', headers: { accept: '*/*' } } as unknown as http.IncomingMessage;
   const ctx = { id: 'bench', path: '/small' } as unknown as RequestContext;

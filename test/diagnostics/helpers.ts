@@ -3,7 +3,9 @@
  * 127.0.0.3 (an undici Agent with the test CA) and calls the fake WeCom (test/helpers/fake-wecom.ts),
  * which trusts only 127.0.0.2 for the app; so the fake answers 60020 with the vendor's real source
  * address, and the vendor hands that body to its client as vendors do. Paths choose how the vendor
- * answers (see VendorPath); every body it sent is kept for byte-for-byte comparisons.
+ * answers (see the switch in startVendor); every body it sent is kept for byte-for-byte comparisons.
+ * `?from=N` makes that call leave from 127.0.0.N instead (a vendor whose egress changes per call);
+ * `/echo?q=` is a vendor 404 page that shows the visitor's query, as many search and 404 pages do.
  */
 import { once } from 'node:events';
 import { createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -46,13 +48,20 @@ export const MALFORMED: Readonly<Record<string, string>> = {
 export async function startVendor(t: Test): Promise<Vendor> {
   const fake = await FakeWecom.start(t);
   fake.addApp({ name: 'ecard', corpId: CORP, secret: SECRET, trustedIps: ['127.0.0.2'] });
-  const dispatcher = new Agent({ connect: { ca: CA, timeout: 2000 }, localAddress: VENDOR_IP });
-  t.teardown(() => dispatcher.destroy());
+  const dispatchers = new Map<string, Agent>();
+  t.teardown(() => Promise.all([...dispatchers.values()].map((d) => d.destroy())));
+  /** The vendor's WeCom client leaving from `localAddress`, one per address. */
+  const egress = (localAddress: string): Agent => {
+    let d = dispatchers.get(localAddress);
+    if (d === undefined) dispatchers.set(localAddress, (d = new Agent({ connect: { ca: CA, timeout: 2000 }, localAddress })));
+    return d;
+  };
   const sent: Buffer[] = [];
   const tokens: string[] = [];
 
-  /** The vendor's own WeCom call: gettoken, then `api`; WeCom's answer as it came. */
-  const callWecom = async (api: string): Promise<{ type: string; body: Buffer }> => {
+  /** The vendor's own WeCom call from `from`: gettoken, then `api`; WeCom's answer as it came. */
+  const callWecom = async (api: string, from: string): Promise<{ type: string; body: Buffer }> => {
+    const dispatcher = egress(from);
     const tok = await request(`${fake.url}/cgi-bin/gettoken?corpid=${CORP}&corpsecret=${SECRET}`, { dispatcher });
     const token = ((await tok.body.json()) as { access_token: string }).access_token;
     tokens.push(token);
@@ -80,8 +89,15 @@ export async function startVendor(t: Test): Promise<Vendor> {
       const body = Buffer.from('{"errcode":0,"errmsg":"ok","id":60020}');
       return answer(res, status, { 'content-type': 'application/json', 'content-length': body.length }, body);
     }
+    if (path === '/echo') {
+      const body = Buffer.from(
+        `<!doctype html><html><body><h1>404</h1><p>Nothing found for ${url.searchParams.get('q') ?? ''}</p></body></html>`,
+      );
+      return answer(res, 404, { 'content-type': 'text/html; charset=utf-8', 'content-length': body.length }, body);
+    }
     if (path === '/forbidden') fake.failNext('/cgi-bin/user/get', 48002);
-    const w = await callWecom(path === '/forbidden' ? '/cgi-bin/user/get' : '/cgi-bin/get_api_domain_ip');
+    const from = url.searchParams.has('from') ? `127.0.0.${Number(url.searchParams.get('from'))}` : VENDOR_IP;
+    const w = await callWecom(path === '/forbidden' ? '/cgi-bin/user/get' : '/cgi-bin/get_api_domain_ip', from);
     const json = { 'content-type': w.type };
     switch (path) {
       case '/wecom':

@@ -2,10 +2,11 @@
  * WeCom errors in vendor responses, end to end: the real gateway in front of a vendor upstream that
  * really calls the fake WeCom from 127.0.0.3 (not in the app's 企业可信IP) and relays WeCom's answer.
  */
+import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { ADMIN, LOOPBACK, makeConfig, type Running, startGateway } from '../helpers/gateway.ts';
+import { ADMIN, LOOPBACK, makeConfig, type Running, startGateway, TLS_DIR } from '../helpers/gateway.ts';
 import { parseExposition, valueOf } from '../helpers/prom-text.ts';
-import { get, MALFORMED, NAVIGATION, SECRET, startVendor, type Vendor, VENDOR_IP } from './helpers.ts';
+import { CORP, get, MALFORMED, NAVIGATION, SECRET, startVendor, type Vendor, VENDOR_IP } from './helpers.ts';
 
 const EXPLAIN = 'ecard.school.test';
 const PLAIN = 'plain.school.test';
@@ -91,18 +92,102 @@ t.test('wecom error scan: records the 60020 when the body comes chunked without 
   t.match(gw.gw.incidents.list(), [{ cause: 'vendor_ip_not_trusted', fromIp: VENDOR_IP, path: '/wecom-chunked' }]);
 });
 
-t.test("wecom error scan: records a 60020 shown in an HTML page or nested in the vendor's JSON, and passes them unchanged", async (t) => {
-  const { gw, vendor } = await setup(t);
-  for (const path of ['/html', '/nested']) {
-    const r = await get(gw.httpPort, EXPLAIN, path, NAVIGATION);
-    t.ok(r.body.equals(vendor.sent.at(-1) as Buffer), `${path}: not a raw JSON page, so not replaced`);
-  }
-  t.match(
-    gw.gw.incidents.list(),
-    [{ cause: 'vendor_ip_not_trusted', fromIp: VENDOR_IP, count: 2, app: 'ecard-vendor' }],
-    'both found, one incident',
+t.test(
+  "wecom error scan: records WeCom's error in the vendor's JSON envelope and only counts a page showing it when the vendor wraps or renders WeCom's answer",
+  async (t) => {
+    const { gw, vendor } = await setup(t);
+    for (const path of ['/html', '/nested']) {
+      const r = await get(gw.httpPort, EXPLAIN, path, NAVIGATION);
+      t.ok(r.body.equals(vendor.sent.at(-1) as Buffer), `${path}: not a raw JSON page, so not replaced`);
+    }
+    t.match(gw.gw.incidents.list(), [
+      { cause: 'vendor_ip_not_trusted', fromIp: VENDOR_IP, count: 1, app: 'ecard-vendor', path: '/nested' },
+    ]);
+    t.equal(gw.gw.incidents.list().length, 1, 'the HTML page is no incident');
+    const m = parseExposition(await gw.registry.metrics());
+    t.equal(valueOf(m, 'wegate_wecom_vendor_error_mentions_total', { route: 'ecard-vendor', errcode: '60020' }), 1, 'the page is counted');
+    t.equal(valueOf(m, 'wegate_wecom_incidents_total', { app: 'ecard-vendor', cause: 'vendor_ip_not_trusted' }), 1);
+  },
+);
+
+/** The gateway in front of the vendor, with its own WeCom client leaving from 127.0.0.1 (not trusted by the fake). */
+async function setupWithOwnIncident(t: Test): Promise<{ gw: Running; vendor: Vendor }> {
+  const vendor = await startVendor(t);
+  const config = makeConfig({
+    listen: LOOPBACK,
+    admin: ADMIN,
+    routes: [{ name: 'plain-vendor', host: PLAIN, upstream: vendor.url }],
+    wecom: {
+      api_base: vendor.fake.url,
+      ca_file: join(TLS_DIR, 'ca.pem'),
+      corp_id: CORP,
+      probe: { enabled: false },
+      apps: [{ name: 'ecard', secret: { env: 'ECARD_SECRET' } }],
+    },
+  });
+  const gw = await startGateway(t, config, { env: { ECARD_SECRET: SECRET } });
+  await t.rejects(gw.gw.wecom?.call('ecard', '/cgi-bin/get_api_domain_ip') ?? Promise.reject(new Error('no WeCom client')));
+  t.match(gw.gw.incidents.list(), [{ app: 'ecard', cause: 'not_in_trusted_ip', fromIp: '127.0.0.1', source: undefined }]);
+  return { gw, vendor };
+}
+
+/** `n` GETs, `width` at a time (bounded); the statuses seen. */
+async function many(n: number, width: number, one: (i: number) => Promise<number>): Promise<Set<number>> {
+  const statuses = new Set<number>();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: width }, async () => {
+      while (next < n) statuses.add(await one(next++));
+    }),
   );
-});
+  return statuses;
+}
+
+t.test(
+  "wecom error scan: records no incident, logs nothing and keeps wegate's own incident when 300 anonymous requests make a vendor page echo errcode 60020 with chosen from ips (review F3)",
+  async (t) => {
+    const { gw } = await setupWithOwnIncident(t);
+    const q = (i: number) => encodeURIComponent(`errcode:60020 from ip: 10.66.${i >> 8}.${i & 255}`);
+    const statuses = await many(300, 8, async (i) => (await get(gw.httpPort, PLAIN, `/echo?q=${q(i)}`, NAVIGATION)).status);
+    t.same([...statuses], [404], "the vendor's 404 page, passed through");
+    t.match(gw.gw.incidents.list(), [{ app: 'ecard', cause: 'not_in_trusted_ip', fromIp: '127.0.0.1' }]);
+    t.equal(gw.gw.incidents.list().length, 1, 'no vendor incident from an echoed page');
+    t.same(vendorWarnings(gw), [], 'no vendor incident logged');
+    const notAccess = gw.logs.lines.filter((l) => l['url'] === undefined);
+    t.notMatch(JSON.stringify(notAccess), /10\.66\./, 'no chosen IP in any log line but the access log of the request');
+    const m = parseExposition(await gw.registry.metrics());
+    t.equal(valueOf(m, 'wegate_wecom_vendor_error_mentions_total', { route: 'plain-vendor', errcode: '60020' }), 300, 'counted');
+    t.equal(valueOf(m, 'wegate_wecom_incidents_total', { app: 'plain-vendor', cause: 'vendor_ip_not_trusted' }), undefined);
+  },
+);
+
+t.test(
+  "wecom error scan: keeps 64 vendor incidents and wegate's own, logging 10 and one pause line, when the vendor's WeCom calls come from 70 addresses (review F3)",
+  async (t) => {
+    const { gw, vendor } = await setupWithOwnIncident(t);
+    const statuses = await many(70, 4, async (i) => (await get(gw.httpPort, PLAIN, `/wecom?from=${10 + i}`)).status);
+    t.same([...statuses], [200]);
+    const seen = new Set(
+      vendor.fake.requests.filter((q) => q.path === '/cgi-bin/get_api_domain_ip' && q.from !== '127.0.0.1').map((q) => q.from),
+    );
+    t.equal(seen.size, 70, 'WeCom saw 70 distinct vendor addresses');
+    const list = gw.gw.incidents.list();
+    t.equal(list.filter((i) => i.source === 'vendor').length, 64, "the vendor's bucket is full");
+    t.match(
+      list.filter((i) => i.source !== 'vendor'),
+      [{ app: 'ecard', cause: 'not_in_trusted_ip', fromIp: '127.0.0.1' }],
+      "wegate's own incident is kept",
+    );
+    t.ok(
+      list.filter((i) => i.source === 'vendor').every((i) => i.fromIp !== undefined && seen.has(i.fromIp)),
+      'each vendor incident names an address WeCom really saw',
+    );
+    t.equal(vendorWarnings(gw).length, 10, 'at most 10 new vendor incidents logged in a minute');
+    t.equal(gw.logs.lines.filter((l) => l['vendor_logs_per_minute'] === 10).length, 1, 'one line says the rest are only counted');
+    const m = parseExposition(await gw.registry.metrics());
+    t.equal(valueOf(m, 'wegate_wecom_incidents_total', { app: 'plain-vendor', cause: 'vendor_ip_not_trusted' }), 70, 'all counted');
+  },
+);
 
 t.test('wecom error scan: records nothing when the response is large, binary, gzip-encoded or on a route with scan off', async (t) => {
   const { gw, vendor } = await setup(t);
