@@ -160,7 +160,9 @@ export function createApiRelay(deps: ApiRelayDeps): ApiRelayHandler {
   const { clients, wecom, wecomConfig: wc, logger, metrics, incidents } = deps;
   const base = new URL(wc.api_base);
   const origin = base.origin;
-  const dispatcher: Dispatcher = wecom.egress.dispatcher;
+  // The dispatcher is read per exchange (as the client does): a reload that changes `egress:` closes
+  // the old profiles with their dispatchers and the profile egress hands out the new one.
+  const egress = wecom.egress;
   const timeoutMs = wc.timeouts.response_ms;
   const maxResponse = wc.max_response_bytes;
   const kinds = new Map<string, WecomAppKind>(wc.apps.map((a) => [a.name, a.kind]));
@@ -207,7 +209,7 @@ export function createApiRelay(deps: ApiRelayDeps): ApiRelayHandler {
     let res: Answer;
     try {
       res = await dispatchOnce(
-        dispatcher,
+        egress.dispatcher,
         {
           origin,
           path,
