@@ -47,6 +47,19 @@ export function parseJsonObject(text: string): Record<string, unknown> {
   return parsed as Record<string, unknown>;
 }
 
+/**
+ * WeCom's errcode of a parsed answer, read one way for the client and the relay: absent means
+ * success (get_suite_token / get_corp_token send it only on failure), a whole number or its decimal
+ * string ("60020") is that code, anything else (1.5, "x", true, a 10-digit string) is undefined: an
+ * answer that would read as success or as nonsense, refused as bad_response.
+ */
+export function answerErrcode(json: Readonly<Record<string, unknown>>): number | undefined {
+  const e = json['errcode'];
+  if (e === undefined) return 0;
+  if (typeof e === 'number') return Number.isSafeInteger(e) ? e : undefined;
+  return typeof e === 'string' && /^-?\d{1,9}$/.test(e) ? Number(e) : undefined;
+}
+
 /** GET/POST `url`; resolves with the parsed JSON object of a 200 answer. */
 export async function exchange(url: URL, opts: ExchangeOptions): Promise<Record<string, unknown>> {
   const deadline = new AbortController();

@@ -18,7 +18,7 @@ import { hasUnreadBody, type RequestContext, sendError } from '../../core/http.t
 import type { Logger } from '../../core/logger.ts';
 import type { Incidents } from '../../diagnostics/incidents.ts';
 import type { Metrics } from '../../metrics/metrics.ts';
-import { diagnoseIp, IP_ERRCODES, type WecomApi, WecomApiError, type WecomAppKind } from '../api/index.ts';
+import { answerErrcode, diagnoseIp, IP_ERRCODES, parseJsonObject, type WecomApi, WecomApiError, type WecomAppKind } from '../api/index.ts';
 import type { RelayClient, RelayClients } from './clients.ts';
 
 export interface ApiRelayDeps {
@@ -130,19 +130,35 @@ export function stripAccessToken(query: string): string {
   return kept.join('&');
 }
 
-/** Top-level errcode of a WeCom answer (0 when absent, as get_suite_token answers; undefined when not JSON). */
-function errcodeOf(body: Buffer): number | undefined {
-  if (body.length > OK_PREFIX.length && body.compare(OK_PREFIX, 0, OK_PREFIX.length, 0, OK_PREFIX.length) === 0) return 0;
+const ERRCODE_KEY = Buffer.from('"errcode"');
+
+interface ErrcodeRead {
+  readonly errcode: number | undefined;
+  readonly json?: Record<string, unknown>;
+}
+const OK: ErrcodeRead = { errcode: 0 };
+const NOT_JSON: ErrcodeRead = { errcode: undefined };
+
+/**
+ * Top-level errcode of a WeCom answer, read as the client reads it (answerErrcode on parseJsonObject:
+ * 0 when absent, "60020" is 60020); undefined when not a JSON object or the errcode is malformed.
+ * The fast path skips the parse for WeCom's success shape, unless a second "errcode" key follows
+ * (JSON.parse keeps the last one, and so does the client). The parsed object comes back for errmsg.
+ */
+function errcodeOf(body: Buffer): ErrcodeRead {
+  if (
+    body.length > OK_PREFIX.length &&
+    body.compare(OK_PREFIX, 0, OK_PREFIX.length, 0, OK_PREFIX.length) === 0 &&
+    body.indexOf(ERRCODE_KEY, OK_PREFIX.length) === -1
+  )
+    return OK;
   try {
-    const j: unknown = JSON.parse(body.toString('utf8'));
-    if (typeof j !== 'object' || j === null || Array.isArray(j)) return undefined;
-    const e = (j as Record<string, unknown>)['errcode'];
-    return typeof e === 'number' ? e : 0;
+    const json = parseJsonObject(body.toString('utf8'));
+    return { errcode: answerErrcode(json), json };
   } catch {
-    return undefined;
+    return NOT_JSON;
   }
 }
-
 /** Read a stream to a Buffer, failing with TooLarge past `max` bytes. */
 async function readCapped(stream: AsyncIterable<unknown>, max: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
@@ -233,9 +249,10 @@ export function createApiRelay(deps: ApiRelayDeps): ApiRelayHandler {
           : 'WeCom could not be reached';
       throw new WecomApiError(`relay: ${api}: ${what}`, { kind, app: '-', api, cause: e });
     }
-    const errcode = res.status === 200 ? errcodeOf(res.data) : undefined;
+    const read = res.status === 200 ? errcodeOf(res.data) : NOT_JSON;
+    const errcode = read.errcode;
     countCall(api, errcode === undefined ? 'bad_response' : String(errcode), (performance.now() - started) / 1000);
-    return { status: res.status, type: res.type, data: res.data, errcode };
+    return { status: res.status, type: res.type, data: res.data, errcode, json: read.json };
   };
 
   const serve = async (req: IncomingMessage, res: ServerResponse, ctx: RequestContext, api: string, expectContinue: boolean) => {
@@ -310,7 +327,7 @@ export function createApiRelay(deps: ApiRelayDeps): ApiRelayHandler {
     if (errcode === undefined) result = 'upstream_error';
     else if (IP_ERRCODES.has(errcode)) {
       result = 'ip_refused';
-      const errmsg = (JSON.parse(answer.data.toString('utf8')) as Record<string, unknown>)['errmsg'];
+      const errmsg = answer.json?.['errmsg'];
       const d = diagnoseIp({ errcode, errmsg, app: { name: app, kind: kinds.get(app) ?? 'self_built' }, api, egress: wecom.egress });
       if (d) {
         headers['x-wegate-diagnosis'] = d.cause;
