@@ -4,6 +4,7 @@
  * without letting `__proto__` / `constructor` keys through. Errors carry no URL (it holds the token).
  */
 import { type Dispatcher, request } from 'undici';
+import { explainEgressError } from '../../egress/index.ts';
 
 export interface ExchangeOptions {
   readonly dispatcher: Dispatcher;
@@ -116,7 +117,16 @@ function transportError(e: unknown, aborted: boolean, opts: ExchangeOptions): Ex
   if (aborted || (typeof code === 'string' && TIMEOUT_CODES.has(code))) {
     return new ExchangeError('timeout', `WeCom did not answer within ${opts.connectMs + opts.responseMs} ms`, { cause: e });
   }
-  return new ExchangeError('unreachable', `WeCom could not be reached (${typeof code === 'string' ? code : 'connection failed'})`, {
-    cause: e,
-  });
+  return new ExchangeError('unreachable', `WeCom could not be reached (${unreachableReason(e, code)})`, { cause: e });
+}
+
+/**
+ * Why WeCom could not be reached, safe to show: a forward proxy's refusal of the tunnel (a wrong
+ * proxy password → "proxy authentication failed, check proxy.credentials_file (代理认证失败 …)"),
+ * explained by src/egress; else the error code. Never the URL (it holds the token) or the password.
+ */
+export function unreachableReason(e: unknown, code: unknown = (e as { code?: unknown } | null)?.code): string {
+  const explained = explainEgressError(e);
+  if (e instanceof Error && explained !== e.message) return explained;
+  return typeof code === 'string' ? code : 'connection failed';
 }

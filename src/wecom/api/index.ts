@@ -24,7 +24,7 @@ import { credentialKey, type Issued, TokenCache } from './tokens.ts';
 import type { PermanentCodes, SuiteTickets, WecomAppKind, WecomEgress } from './types.ts';
 
 export { WecomApiError, type WecomErrorKind } from './errors.ts';
-export { answerErrcode, parseJsonObject } from './http.ts';
+export { answerErrcode, parseJsonObject, unreachableReason } from './http.ts';
 export {
   CREDENTIAL_ERRCODES,
   credentialAdvice,

@@ -18,7 +18,16 @@ import { hasUnreadBody, type RequestContext, sendError } from '../../core/http.t
 import type { Logger } from '../../core/logger.ts';
 import type { Incidents } from '../../diagnostics/incidents.ts';
 import type { Metrics } from '../../metrics/metrics.ts';
-import { answerErrcode, diagnoseIp, IP_ERRCODES, parseJsonObject, type WecomApi, WecomApiError, type WecomAppKind } from '../api/index.ts';
+import {
+  answerErrcode,
+  diagnoseIp,
+  IP_ERRCODES,
+  parseJsonObject,
+  unreachableReason,
+  type WecomApi,
+  WecomApiError,
+  type WecomAppKind,
+} from '../api/index.ts';
 import type { RelayClient, RelayClients } from './clients.ts';
 
 export interface ApiRelayDeps {
@@ -246,7 +255,7 @@ export function createApiRelay(deps: ApiRelayDeps): ApiRelayHandler {
         ? `WeCom's answer exceeded the ${maxResponse}-byte cap`
         : kind === 'timeout'
           ? 'WeCom did not answer in time'
-          : 'WeCom could not be reached';
+          : `WeCom could not be reached (${unreachableReason(e)})`;
       throw new WecomApiError(`relay: ${api}: ${what}`, { kind, app: '-', api, cause: e });
     }
     const read = res.status === 200 ? errcodeOf(res.data) : NOT_JSON;
