@@ -6,7 +6,8 @@
  * more, as the client does; a 60020 / 48009 is diagnosed, recorded as an incident and named in the
  * `X-Wegate-Diagnosis` header (a cause word, never an address list or a secret).
  *
- * Per request: one SHA-256 of the bearer token, one BlockList check, one bucket, one undici request
+ * Per request: one size test of the failed-authentication buckets (a Map lookup once an address has
+ * failed), one SHA-256 of the bearer token, one BlockList check, one bucket, one undici request
  * on the egress dispatcher; metric children are resolved once; the answer is not parsed when it
  * starts with `{"errcode":0,` (WeCom's shape for success).
  */
@@ -268,11 +269,16 @@ export function createApiRelay(deps: ApiRelayDeps): ApiRelayHandler {
     const method = req.method;
     if (method !== 'GET' && method !== 'POST')
       return refuse(req, res, ctx, undefined, 'bad_request', 'WG_METHOD_NOT_ALLOWED', { allow: 'GET, POST' });
+    // An address that failed authentication too often is refused before its token is looked at.
+    const locked = clients.authWait(ctx.clientIp);
+    if (locked > 0) return refuse(req, res, ctx, undefined, 'auth_throttled', 'WG_RELAY_RATE_LIMITED', { 'retry-after': String(locked) });
     const client = clients.byBearer(req.headers.authorization);
-    if (client === undefined || client.app === undefined)
+    if (client === undefined || client.app === undefined) {
+      clients.authFailed(ctx.clientIp);
       return refuse(req, res, ctx, undefined, 'unauthorized', 'WG_RELAY_UNAUTHORIZED', {
         'www-authenticate': 'Bearer realm="wegate relay"',
       });
+    }
     if (!client.allowsSource(ctx.clientIp)) return refuse(req, res, ctx, client, 'forbidden_source', 'WG_RELAY_FORBIDDEN_SOURCE');
     if (!client.apis.has(api)) return refuse(req, res, ctx, client, 'forbidden_api', 'WG_RELAY_FORBIDDEN_API');
     const wait = client.bucket.take();
