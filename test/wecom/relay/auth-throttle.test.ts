@@ -1,8 +1,9 @@
 /**
  * Failed relay / tunnel authentication is throttled per source address (review F6): after
  * AUTH_FAILURES_PER_MINUTE wrong tokens or passwords an address gets 429 before its credentials are
- * checked, other addresses are not affected. Real gateway, real fake WeCom, requests from 127.0.0.1
- * and from the alias 127.0.0.3.
+ * checked, other addresses are not affected; the budget comes back as the clock moves. Real gateway,
+ * real fake WeCom, requests from 127.0.0.1 and from the alias 127.0.0.3; the gateway's clock is
+ * injected, so a slow machine cannot refill a bucket between two requests.
  */
 import { request as httpRequest } from 'node:http';
 import t from 'tap';
@@ -29,7 +30,8 @@ function relayGet(port: number, headers: Record<string, string>, localAddress = 
 }
 
 t.test('relay: answers 429 to an address when it sent too many wrong bearer tokens (review F6)', async (t) => {
-  const { fake, gw } = await relaySetup(t);
+  let now = Date.now();
+  const { fake, gw } = await relaySetup(t, { now: () => now });
   const statuses: number[] = [];
   for (let i = 0; i < AUTH_FAILURES_PER_MINUTE; i++) statuses.push((await relayGet(gw.httpPort, bearer(`guess-${i}`))).status);
   t.same(new Set(statuses), new Set([401]), `the first ${AUTH_FAILURES_PER_MINUTE} wrong tokens get 401`);
@@ -45,10 +47,14 @@ t.test('relay: answers 429 to an address when it sent too many wrong bearer toke
   t.equal(valueOf(m, 'wegate_relay_requests_total', { client: '-', result: 'unauthorized' }), AUTH_FAILURES_PER_MINUTE);
   t.equal(valueOf(m, 'wegate_relay_requests_total', { client: '-', result: 'auth_throttled' }), 2);
   t.equal(valueOf(m, 'wegate_relay_requests_total', { client: 'vendor', result: 'ok' }), 1);
+  now += 3_000; // one failure's worth of budget back (20 a minute)
+  t.equal((await relayGet(gw.httpPort, bearer())).status, 200, 'the address may try again when the budget refilled');
 });
 
 t.test('relay tunnel: answers 429 to an address when it sent too many wrong CONNECT passwords (review F6)', async (t) => {
+  const now = Date.now();
   const s = await relaySetup(t, {
+    now: () => now,
     clients: [{ ...VENDOR, connect_password_sha256: sha256(PASSWORD) }],
     relay: { connect_listen: '127.0.0.1:0' },
   });
