@@ -112,7 +112,7 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
   // WeCom errors in vendor responses (routes[].wecom_errors), recorded with the other incidents.
   const wecomErrorScan = createWecomErrorScan({ incidents, metrics });
   // Relay state that outlives a generation: the rate-limit buckets and the CONNECT listener.
-  const relayLimiter = createRelayLimiter();
+  const relayLimiter = createRelayLimiter(deps.now);
   let relayTunnel: RelayTunnel | undefined;
   // The callback endpoints outlive generations (de-dup keys, deliveries in flight), like the client.
   let callbacks: Callbacks | undefined;

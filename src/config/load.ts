@@ -371,6 +371,10 @@ function checkEgress(data: Obj, ctx: CheckContext): void {
           ctx.report(at('local_address'), `must be one address of this host, not the wildcard, got ${ctx.show(at('local_address'), local)}`);
         }
       }
+      const family = profile['family'];
+      if ((family === 4 || family === 6) && local !== undefined && !ctx.failed(at('local_address')) && isIP(local) !== family) {
+        ctx.report(at('family'), `must agree with local_address ${ctx.show(at('local_address'), local)} (IPv${isIP(local)}), got ${family}`);
+      }
       const expected = str(profile['expected_ip']);
       if (expected !== undefined && !ctx.failed(at('expected_ip')) && isIP(expected) === 0) {
         ctx.report(at('expected_ip'), `must be an IPv4 or IPv6 address such as "47.111.68.103", got ${ctx.show(at('expected_ip'), expected)}`);

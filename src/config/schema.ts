@@ -333,6 +333,12 @@ export const EgressProfileSchema = Type.Object(
         description: 'Source address (an address of this host, e.g. "10.0.0.5"); the address family is pinned to it. Start-up fails when it is not on this host.',
       }),
     ),
+    family: Type.Optional(
+      Type.Union([Type.Literal(4), Type.Literal(6)], {
+        description:
+          'Address family of the connections (4 or 6; to the proxy when there is one). Default: the family of local_address, else of expected_ip (without a proxy), else unpinned. Must agree with local_address.',
+      }),
+    ),
     proxy: Type.Optional(
       Type.Object(
         {

@@ -5,6 +5,7 @@
  * egress profile it names present in the top-level `egress:` section (when that section exists).
  */
 import { parseUpstream, type UrlRules } from '../core/addresses.ts';
+import { familyOf, pinnedFamily } from '../egress/family.ts';
 import type { CheckContext, Segment } from './validate.ts';
 
 type Obj = Record<string, unknown>;
@@ -90,8 +91,39 @@ export function checkWecom(data: Obj, ctx: CheckContext): void {
         : [];
     if (!names.includes(egressName)) {
       ctx.report(['wecom', 'egress'], `must name an egress profile, got ${JSON.stringify(egressName)} (defined: ${names.join(', ') || 'none'})`);
+    } else if (apiBase !== undefined && isObj(egress) && !ctx.failed(['wecom', 'api_base'])) {
+      checkApiBaseFamily(apiBase, egressName, egress[egressName], ctx);
     }
   }
+}
+
+/**
+ * An IP-literal api_base of the other family than the WeCom profile pins can never be reached (the
+ * pin cannot be honoured for a literal): refuse it at load instead of failing every call. Through a
+ * forward proxy the proxy connects to api_base, so only a direct profile is compared.
+ */
+function checkApiBaseFamily(apiBase: string, profileName: string, profile: unknown, ctx: CheckContext): void {
+  if (!isObj(profile) || profile['proxy'] !== undefined) return;
+  let host: string;
+  try {
+    host = new URL(apiBase).hostname.replace(/^\[|\]$/g, '');
+  } catch {
+    return;
+  }
+  const literal = familyOf(host);
+  const family = profile['family'];
+  const pinned = pinnedFamily({
+    ...(family === 4 || family === 6 ? { family } : {}),
+    ...(typeof profile['local_address'] === 'string' ? { local_address: profile['local_address'] } : {}),
+    ...(typeof profile['expected_ip'] === 'string' ? { expected_ip: profile['expected_ip'] } : {}),
+  });
+  if (literal === undefined || pinned === undefined || literal === pinned) return;
+  ctx.report(
+    ['wecom', 'api_base'],
+    `must be reachable over IPv${pinned}, the family the egress profile "${profileName}" pins (from its ${
+      family === 4 || family === 6 ? 'family' : typeof profile['local_address'] === 'string' ? 'local_address' : 'expected_ip'
+    }), got the IPv${literal} literal ${ctx.show(['wecom', 'api_base'], apiBase, Number.POSITIVE_INFINITY)}: use a host name or an IPv${pinned} address, or pin the profile to IPv${literal}`,
+  );
 }
 
 /** routes[].wecom_errors: the explanation page is built from what the scan finds. */

@@ -262,3 +262,29 @@ export function parseListenAddress(value: string): Parsed<ListenAddress> {
 
 /** Is `host` (no brackets) an IP literal rather than a name (no SNI for it)? */
 export const isIpLiteral = (host: string): boolean => isIP(host) !== 0;
+
+/**
+ * One written form per address, so equal addresses compare equal (WeCom's "from ip", expected_ip,
+ * an IP-echo answer): IPv6 in its canonical RFC 5952 form (lower case, zeros compressed), the
+ * IPv4-mapped forms (::ffff:1.2.3.4, ::ffff:102:304) as the IPv4 address; surrounding spaces
+ * dropped. Anything that is not an address comes back trimmed and otherwise unchanged.
+ */
+export function canonicalIp(ip: string): string {
+  const s = ip.trim();
+  const f = isIP(s);
+  if (f !== 6) return s;
+  let v6: string;
+  try {
+    v6 = new URL(`http://[${s}]/`).hostname.slice(1, -1);
+  } catch {
+    return s.toLowerCase(); // a zone id (fe80::1%eth0) is not a URL host
+  }
+  const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(v6);
+  if (!mapped) return v6;
+  const hi = parseInt(mapped[1] as string, 16);
+  const lo = parseInt(mapped[2] as string, 16);
+  return `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
+}
+
+/** Whether two address texts name the same address (canonicalIp of each). */
+export const sameIp = (a: string, b: string): boolean => canonicalIp(a) === canonicalIp(b);

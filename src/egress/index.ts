@@ -1,6 +1,6 @@
 /**
  * Egress profiles: named ways out for WeCom calls and for the upstream traffic of routes with
- * `egress:` — a pinned local source address (address family pinned from it), a fixed-IP forward
+ * `egress:` — a pinned local source address (address family pinned: src/egress/family.ts), a fixed-IP forward
  * proxy reached with HTTP CONNECT (optionally from that local address), or both. WeCom's 企业可信IP
  * check sees whatever address the traffic finally leaves with, so each profile can also compare the
  * public IP an IP-echo service reports with `expected_ip`, at start-up and on a timer.
@@ -13,7 +13,6 @@
  *
  * undici is loaded on first use (src/egress/undici.ts): a gateway without profiles never loads it.
  */
-import { isIP } from 'node:net';
 import type { Agent as HttpsAgentType } from 'node:https';
 import { Agent as HttpsAgent } from 'node:https';
 import type { Dispatcher, Pool } from 'undici';
@@ -22,11 +21,13 @@ import type { Logger } from '../core/logger.ts';
 import { Agent as HttpAgent } from '../core/node-http.ts';
 import type { Metrics } from '../metrics/metrics.ts';
 import { checkEgressHost, readProxyCredentials } from './check.ts';
+import { pinnedFamily } from './family.ts';
 import { fetchPublicIp, sameIp } from './ip-echo.ts';
 import { createTunnelAgent, type TunnelSettings, tunnelConnector } from './tunnel.ts';
 import { undici } from './undici.ts';
 
 export { checkEgressHost, probeLocalAddress } from './check.ts';
+export { familyOf, pinnedFamily } from './family.ts';
 export { explainEgressError } from './ip-echo.ts';
 export { EgressProxyError } from './tunnel.ts';
 
@@ -146,8 +147,7 @@ export async function createEgress(deps: EgressDeps): Promise<Egress> {
 
   for (const [name, cfg] of entries) {
     const localAddress = cfg.local_address;
-    const fam = localAddress !== undefined ? isIP(localAddress) : 0;
-    const family = fam === 4 || fam === 6 ? fam : undefined;
+    const family = pinnedFamily(cfg);
     let tunnel: TunnelSettings | undefined;
     if (cfg.proxy !== undefined) {
       let authorization: string | undefined;

@@ -5,21 +5,14 @@
  */
 import { isIP } from 'node:net';
 import type { Dispatcher } from 'undici';
+import { canonicalIp } from '../core/addresses.ts';
 import { refusalHint } from './tunnel.ts';
 import { undici } from './undici.ts';
 
 /** Largest answer read: an address is at most 45 characters, JSON around it a little more. */
 const MAX_BODY_BYTES = 1024;
 
-/** IPv6 in its canonical form, IPv4-mapped IPv6 as IPv4, so equal addresses compare equal. */
-export function canonicalIp(ip: string): string {
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
-  if (mapped) return mapped[1] as string;
-  if (isIP(ip) !== 6) return ip;
-  return new URL(`http://[${ip}]/`).hostname.slice(1, -1);
-}
-
-export const sameIp = (a: string, b: string): boolean => canonicalIp(a) === canonicalIp(b);
+export { canonicalIp, sameIp } from '../core/addresses.ts';
 
 /** The echo URL without its query (which might hold a key) for messages. */
 const shown = (url: URL) => `${url.origin}${url.pathname}`;

@@ -186,13 +186,13 @@ export function createMetrics({ registry, processMetrics = true }: MetricsOption
     }),
     relayRequests: new Counter({
       name: 'wegate_relay_requests_total',
-      help: 'API relay requests, by client ("-" before authentication) and result (ok, wecom_error, ip_refused, token_error, upstream_error, unauthorized, forbidden_api, forbidden_source, rate_limited, too_large, bad_request).',
+      help: 'API relay requests, by client ("-" before authentication) and result (ok, wecom_error, ip_refused, token_error, upstream_error, unauthorized, auth_throttled, forbidden_api, forbidden_source, rate_limited, too_large, bad_request).',
       labelNames: ['client', 'result'],
       registers,
     }),
     relayTunnels: new Counter({
       name: 'wegate_relay_tunnels_total',
-      help: 'CONNECT tunnel attempts, by client ("-" before authentication) and result (opened, unauthorized, forbidden_source, forbidden_target, bad_method, connect_failed).',
+      help: 'CONNECT tunnel attempts, by client ("-" before authentication) and result (opened, unauthorized, auth_throttled, forbidden_source, forbidden_target, bad_method, connect_failed).',
       labelNames: ['client', 'result'],
       registers,
     }),

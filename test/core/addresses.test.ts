@@ -1,5 +1,5 @@
 import t from 'tap';
-import { hostProblem, normaliseHost, parseListenAddress, parseUpstream } from '../../src/core/addresses.ts';
+import { canonicalIp, hostProblem, normaliseHost, parseListenAddress, parseUpstream, sameIp } from '../../src/core/addresses.ts';
 
 t.test('parseUpstream: returns origin, Host header, key and base path when the URL is usable as written', async (t) => {
   const cases: [name: string, url: string, expected: Record<string, unknown>][] = [
@@ -149,4 +149,23 @@ t.test('hostProblem: accepts names and dotted quads and refuses what another par
     t.equal(hostProblem(ok), undefined, ok);
   }
   for (const bad of ['', '1.2.3', '1.2.3.4.5', '0x1.2.3.4', '256.1.1.1', 'a..b', 'a b', 'a@b']) t.type(hostProblem(bad), 'string', bad);
+});
+
+t.test('canonicalIp: gives one form per address when IPv6 is written long, upper-case or IPv4-mapped (review F4)', async (t) => {
+  const cases: [string, string][] = [
+    ['0:0:0:0:0:0:0:1', '::1'],
+    ['::1', '::1'],
+    ['2001:0DB8:0:0::0001', '2001:db8::1'],
+    [' 2408:8000::ABCD ', '2408:8000::abcd'],
+    ['::FFFF:127.0.0.2', '127.0.0.2'],
+    ['::ffff:7f00:2', '127.0.0.2'],
+    ['0:0:0:0:0:ffff:7f00:0002', '127.0.0.2'],
+    ['47.111.68.103', '47.111.68.103'],
+    ['not-an-ip', 'not-an-ip'],
+  ];
+  for (const [input, want] of cases) t.equal(canonicalIp(input), want, input);
+  t.ok(sameIp('0:0:0:0:0:0:0:1', '::1'));
+  t.ok(sameIp('::ffff:127.0.0.2', '127.0.0.2'));
+  t.notOk(sameIp('::2', '::1'));
+  t.notOk(sameIp('127.0.0.2', '127.0.0.3'));
 });

@@ -8,6 +8,7 @@
  * on errmsg ("errmsg可能会调整", doc 90455): the text is only mined for the IP and the hint.
  */
 import { isIP } from 'node:net';
+import { canonicalIp } from '../../core/addresses.ts';
 import type { WecomAppKind } from './types.ts';
 
 export interface ErrmsgDetails {
@@ -20,12 +21,8 @@ export interface ErrmsgDetails {
 const HINT_RE = /hint: \[([^\]]{0,128})\]/;
 const FROM_IP_RE = /from ip: ([0-9A-Fa-f:.]{0,45})/;
 
-/** Normalise an address for comparison: IPv4-mapped IPv6 (::ffff:1.2.3.4) → 1.2.3.4, lower case. */
-export function normaliseIp(ip: string): string {
-  const lower = ip.trim().toLowerCase();
-  const m = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/.exec(lower);
-  return m ? (m[1] as string) : lower;
-}
+/** Normalise an address for comparison: the one canonical form of src/core/addresses.ts (0:0:0:0:0:0:0:1 → ::1, ::ffff:1.2.3.4 → 1.2.3.4). */
+export const normaliseIp = (ip: string): string => canonicalIp(ip);
 
 /** `hint` and `from ip` out of any WeCom errmsg; tolerant of a missing/empty `from ip` or hint. */
 export function parseErrmsg(errmsg: unknown): ErrmsgDetails {

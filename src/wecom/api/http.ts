@@ -4,6 +4,7 @@
  * without letting `__proto__` / `constructor` keys through. Errors carry no URL (it holds the token).
  */
 import { type Dispatcher, request } from 'undici';
+import { explainEgressError } from '../../egress/index.ts';
 
 export interface ExchangeOptions {
   readonly dispatcher: Dispatcher;
@@ -45,6 +46,19 @@ export function parseJsonObject(text: string): Record<string, unknown> {
     throw new ExchangeError('bad_response', 'WeCom answered JSON that is not an object');
   }
   return parsed as Record<string, unknown>;
+}
+
+/**
+ * WeCom's errcode of a parsed answer, read one way for the client and the relay: absent means
+ * success (get_suite_token / get_corp_token send it only on failure), a whole number or its decimal
+ * string ("60020") is that code, anything else (1.5, "x", true, a 10-digit string) is undefined: an
+ * answer that would read as success or as nonsense, refused as bad_response.
+ */
+export function answerErrcode(json: Readonly<Record<string, unknown>>): number | undefined {
+  const e = json['errcode'];
+  if (e === undefined) return 0;
+  if (typeof e === 'number') return Number.isSafeInteger(e) ? e : undefined;
+  return typeof e === 'string' && /^-?\d{1,9}$/.test(e) ? Number(e) : undefined;
 }
 
 /** GET/POST `url`; resolves with the parsed JSON object of a 200 answer. */
@@ -103,7 +117,16 @@ function transportError(e: unknown, aborted: boolean, opts: ExchangeOptions): Ex
   if (aborted || (typeof code === 'string' && TIMEOUT_CODES.has(code))) {
     return new ExchangeError('timeout', `WeCom did not answer within ${opts.connectMs + opts.responseMs} ms`, { cause: e });
   }
-  return new ExchangeError('unreachable', `WeCom could not be reached (${typeof code === 'string' ? code : 'connection failed'})`, {
-    cause: e,
-  });
+  return new ExchangeError('unreachable', `WeCom could not be reached (${unreachableReason(e, code)})`, { cause: e });
+}
+
+/**
+ * Why WeCom could not be reached, safe to show: a forward proxy's refusal of the tunnel (a wrong
+ * proxy password → "proxy authentication failed, check proxy.credentials_file (代理认证失败 …)"),
+ * explained by src/egress; else the error code. Never the URL (it holds the token) or the password.
+ */
+export function unreachableReason(e: unknown, code: unknown = (e as { code?: unknown } | null)?.code): string {
+  const explained = explainEgressError(e);
+  if (e instanceof Error && explained !== e.message) return explained;
+  return typeof code === 'string' ? code : 'connection failed';
 }

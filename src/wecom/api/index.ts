@@ -19,11 +19,12 @@ import type { Incidents } from '../../diagnostics/incidents.ts';
 import type { Metrics } from '../../metrics/metrics.ts';
 import { CREDENTIAL_ERRCODES, credentialAdvice, diagnoseIp, parseErrmsg } from './diagnose.ts';
 import { WecomApiError } from './errors.ts';
-import { ExchangeError, exchange } from './http.ts';
+import { answerErrcode, ExchangeError, exchange } from './http.ts';
 import { credentialKey, type Issued, TokenCache } from './tokens.ts';
 import type { PermanentCodes, SuiteTickets, WecomAppKind, WecomEgress } from './types.ts';
 
 export { WecomApiError, type WecomErrorKind } from './errors.ts';
+export { answerErrcode, parseJsonObject, unreachableReason } from './http.ts';
 export {
   CREDENTIAL_ERRCODES,
   credentialAdvice,
@@ -187,18 +188,8 @@ export function readSecret(ref: SecretRef, env: Readonly<Record<string, string |
 
 const defaultSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
-/** WeCom's errcode; absent means success (get_suite_token / get_corp_token send it only on failure). */
-const errcodeOf = (json: Record<string, unknown>): number => {
-  const e = json['errcode'];
-  if (typeof e === 'number') return e;
-  return typeof e === 'string' ? Number(e) : 0;
-};
-/** An errcode that is there but not a whole number would read as success or as nonsense: refuse the answer. */
-const malformedErrcode = (json: Record<string, unknown>): boolean => {
-  const e = json['errcode'];
-  if (e === undefined) return false;
-  return !(typeof e === 'number' ? Number.isSafeInteger(e) : typeof e === 'string' && /^-?\d{1,9}$/.test(e));
-};
+/** WeCom's errcode (answerErrcode); a malformed one was refused in send(), so it reads as 0 only there. */
+const errcodeOf = (json: Record<string, unknown>): number => answerErrcode(json) ?? 0;
 /** Longest single backoff: WeCom's rate-limit blocks last 60 s or more, so waiting longer in a request helps nobody. */
 const MAX_BACKOFF_MS = 10_000;
 
@@ -254,7 +245,8 @@ export function createWecomApi(deps: WecomApiDeps): WecomApi {
         method,
         ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
       });
-      if (malformedErrcode(json)) throw new ExchangeError('bad_response', 'WeCom answered an errcode that is not a whole number');
+      if (answerErrcode(json) === undefined)
+        throw new ExchangeError('bad_response', 'WeCom answered an errcode that is not a whole number');
       metrics.wecomApiCalls.inc({ api, errcode: String(errcodeOf(json)) });
       return json;
     } catch (e) {
@@ -591,7 +583,7 @@ export function createWecomApi(deps: WecomApiDeps): WecomApi {
     },
     explain(app, api, answer) {
       const a = appOf(app, api);
-      return errcodeOf(answer) === 0 ? undefined : failure({ name: a.cfg.name, kind: a.kind }, api, { ...answer });
+      return answerErrcode(answer) === 0 ? undefined : failure({ name: a.cfg.name, kind: a.kind }, api, { ...answer });
     },
     async probe(app) {
       try {

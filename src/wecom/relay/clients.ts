@@ -6,6 +6,7 @@
  */
 import { hash, timingSafeEqual } from 'node:crypto';
 import { BlockList, isIP } from 'node:net';
+import { LRUCache } from 'lru-cache';
 import type { Counter } from 'prom-client';
 import type { RelayClientConfig } from '../../config/schema.ts';
 
@@ -43,6 +44,11 @@ export class TokenBucket {
     this.#burst = burst;
     this.#tokens = Math.min(this.#tokens, burst);
   }
+  /** 0 when a token is there (none taken), else the seconds until one is. */
+  wait(): number {
+    this.#refill();
+    return this.#tokens >= 1 ? 0 : Math.max(1, Math.ceil((1 - this.#tokens) / this.#rate));
+  }
   take(): number {
     this.#refill();
     if (this.#tokens >= 1) {
@@ -59,19 +65,46 @@ export class TokenBucket {
   }
 }
 
-/** Buckets per client name, created once by the composition root so a reload does not refill them. */
+/** Failed authentications (no or wrong bearer token / CONNECT password) a source address may make per minute. */
+export const AUTH_FAILURES_PER_MINUTE = 20;
+/** Source addresses whose failures are remembered (least recently failed forgotten first). */
+const AUTH_FAILURE_ADDRESSES = 10_000;
+
+/**
+ * Buckets per client name, created once by the composition root so a reload does not refill them;
+ * and the failed-authentication buckets per source address (relay and tunnel), which outlive
+ * reloads too: AUTH_FAILURES_PER_MINUTE failures, then every request from that address is refused
+ * with 429 until the bucket refills (one attempt per 3 s), before its credentials are even checked.
+ */
 export interface RelayLimiter {
   bucket(name: string, perSecond: number, burst: number): TokenBucket;
+  /** Seconds `ip` must wait after too many failed authentications; 0 = it may try. */
+  authWait(ip: string): number;
+  /** Record one failed authentication from `ip`. */
+  authFailed(ip: string): void;
 }
 
 export function createRelayLimiter(clock: () => number = performance.now.bind(performance)): RelayLimiter {
   const buckets = new Map<string, TokenBucket>();
+  const failures = new LRUCache<string, TokenBucket>({ max: AUTH_FAILURE_ADDRESSES });
   return {
     bucket(name, perSecond, burst) {
       let b = buckets.get(name);
       if (b) b.configure(perSecond, burst);
       else buckets.set(name, (b = new TokenBucket(perSecond, burst, clock)));
       return b;
+    },
+    authWait(ip) {
+      // The common case (no failure ever, or none remembered) costs one size test.
+      if (failures.size === 0) return 0;
+      const b = failures.peek(plainIp(ip));
+      return b === undefined ? 0 : b.wait();
+    },
+    authFailed(ip) {
+      const key = plainIp(ip);
+      let b = failures.get(key);
+      if (b === undefined) failures.set(key, (b = new TokenBucket(AUTH_FAILURES_PER_MINUTE / 60, AUTH_FAILURES_PER_MINUTE, clock)));
+      b.take();
     },
   };
 }
@@ -117,6 +150,9 @@ export interface RelayClients {
   byBasic(header: string | undefined): RelayClient | undefined;
   /** Pre-resolved metric children per client and result (no label hashing per request). */
   count(client: RelayClient | undefined, result: string): void;
+  /** The limiter's failed-authentication buckets per source address (see RelayLimiter). */
+  authWait(ip: string): number;
+  authFailed(ip: string): void;
 }
 
 export function createRelayClients(
@@ -172,5 +208,7 @@ export function createRelayClients(
       if (!child) m.set(result, (child = counter.labels({ client: name, result })));
       child.inc();
     },
+    authWait: (ip) => limiter.authWait(ip),
+    authFailed: (ip) => limiter.authFailed(ip),
   };
 }

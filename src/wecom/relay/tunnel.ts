@@ -102,8 +102,16 @@ export function createRelayTunnel(deps: RelayTunnelDeps): RelayTunnel {
     const id = nextId();
     const clients = deps.clients();
     const count = (client: RelayClient | undefined, result: string) => metrics.relayTunnels.inc({ client: client?.name ?? '-', result });
+    const source = socket.remoteAddress ?? '';
+    // An address that failed authentication too often is refused before its password is looked at.
+    const locked = clients?.authWait(source) ?? 0;
+    if (locked > 0) {
+      count(undefined, 'auth_throttled');
+      return answer(socket, 'WG_RELAY_RATE_LIMITED', id, `Retry-After: ${locked}\r\n`);
+    }
     const client = clients?.byBasic(req.headers['proxy-authorization']);
     if (!client) {
+      clients?.authFailed(source);
       count(undefined, 'unauthorized');
       return answer(socket, 'WG_PROXY_AUTH_REQUIRED', id, 'Proxy-Authenticate: Basic realm="wegate"\r\n');
     }

@@ -81,6 +81,20 @@ const base = (over: Over): IpDiagnosisInput => {
   };
 };
 
+t.test('diagnoseIp: reads the expected IPv6 address as seen when WeCom writes it in another form (review F4)', async (t) => {
+  for (const [seen, expected] of [
+    ['0:0:0:0:0:0:0:1', '::1'],
+    ['::1', '0:0:0:0:0:0:0:1'],
+    ['2001:DB8:0:0::1', '2001:db8::1'],
+    ['::ffff:7f00:2', '127.0.0.2'],
+  ] as const) {
+    const d = diagnoseIp(base({ ip: seen, egress: { expectedIp: expected, localAddress: undefined } }));
+    t.equal(d?.cause, 'not_in_trusted_ip', `${seen} vs ${expected}`);
+  }
+  const other = diagnoseIp(base({ ip: '0:0:0:0:0:0:0:2', egress: { expectedIp: '::1', localAddress: undefined } }));
+  t.equal(other?.cause, 'pin_not_effective', 'another IPv6 address is still a pin that is not effective');
+});
+
 t.test('diagnoseIp: classifies each refusal when the inputs differ', async (t) => {
   const cases: { name: string; input: IpDiagnosisInput; cause: string | undefined; en?: RegExp; zh?: RegExp }[] = [
     {

@@ -283,3 +283,71 @@ t.test('relay: tokens and secrets appear in no log line, metric or error when re
   t.ok(gw.logs.lines.length > 0, 'something was logged');
   for (const secret of [TOKEN, token, SECRET, 'VENDORSECRET1']) t.notOk(text.includes(secret), `${secret.slice(0, 6)}… appears nowhere`);
 });
+
+/** A handler that answers `text` as WeCom's raw body (the fake's own JSON would normalise it). */
+const rawAnswer =
+  (text: () => string) =>
+  ({ res }: { res: import('node:http').ServerResponse }) => {
+    const body = text();
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+  };
+const REFUSED_MSG = 'not allow to access from your ip, hint: [1706848717432011565347844], from ip: 127.0.0.9, more info at x';
+
+t.test('relay: 60020 is diagnosed as the client reads it when WeCom sends the errcode as a string (review F5)', async (t) => {
+  const { fake, gw } = await relaySetup(t, { expectedIp: '127.0.0.2' });
+  fake.route(
+    '/cgi-bin/user/get',
+    rawAnswer(() => JSON.stringify({ errcode: '60020', errmsg: REFUSED_MSG })),
+  );
+  const r = await send(gw.httpPort, HOST, { path: USER_GET, headers: bearer() });
+  t.equal(r.status, 200);
+  t.equal(JSON.parse(r.body).errcode, '60020', "WeCom's answer as it sent it");
+  t.equal(r.headers['x-wegate-diagnosis'], 'pin_not_effective');
+  t.match(gw.gw.incidents.list(), [{ cause: 'pin_not_effective', fromIp: '127.0.0.9', errcode: 60020 }]);
+  const m = parseExposition(await gw.registry.metrics());
+  t.equal(valueOf(m, 'wegate_relay_requests_total', { client: 'vendor', result: 'ip_refused' }), 1);
+  t.equal(valueOf(m, 'wegate_wecom_api_calls_total', { api: '/cgi-bin/user/get', errcode: '60020' }), 1);
+});
+
+t.test('relay: the last errcode counts when WeCom sends errcode 0 and then another errcode (review F5)', async (t) => {
+  const { fake, gw } = await relaySetup(t, { expectedIp: '127.0.0.2' });
+  fake.route(
+    '/cgi-bin/user/get',
+    rawAnswer(() => `{"errcode":0,"errmsg":"ok","errcode":60020,"errmsg":"${REFUSED_MSG}"}`),
+  );
+  const r = await send(gw.httpPort, HOST, { path: USER_GET, headers: bearer() });
+  t.equal(r.status, 200);
+  t.equal(r.headers['x-wegate-diagnosis'], 'pin_not_effective');
+  const m = parseExposition(await gw.registry.metrics());
+  t.equal(valueOf(m, 'wegate_relay_requests_total', { client: 'vendor', result: 'ip_refused' }), 1);
+});
+
+t.test('relay: a stale token is refreshed once when WeCom sends errcode "42001" as a string (review F5)', async (t) => {
+  const { fake, gw } = await relaySetup(t);
+  let n = 0;
+  fake.route(
+    '/cgi-bin/user/get',
+    rawAnswer(() =>
+      ++n === 1 ? '{"errcode":"42001","errmsg":"access_token expired"}' : '{"errcode":0,"errmsg":"ok","userid":"zhangsan"}',
+    ),
+  );
+  const r = await send(gw.httpPort, HOST, { path: USER_GET, headers: bearer() });
+  t.equal(r.status, 200);
+  t.match(JSON.parse(r.body), { errcode: 0, userid: 'zhangsan' });
+  t.equal(fake.calls('/cgi-bin/user/get'), 2, 'retried once');
+  t.equal(fake.calls('/cgi-bin/gettoken'), 2, 'the token was refreshed');
+});
+
+t.test('relay: an errcode that is not a whole number is a bad response when WeCom sends one (review F5)', async (t) => {
+  const { fake, gw } = await relaySetup(t);
+  fake.route(
+    '/cgi-bin/user/get',
+    rawAnswer(() => '{"errcode":"0x1","errmsg":"?"}'),
+  );
+  const r = await send(gw.httpPort, HOST, { path: USER_GET, headers: bearer() });
+  t.equal(r.status, 200, "WeCom's answer is still handed back as sent");
+  const m = parseExposition(await gw.registry.metrics());
+  t.equal(valueOf(m, 'wegate_relay_requests_total', { client: 'vendor', result: 'upstream_error' }), 1);
+  t.equal(valueOf(m, 'wegate_wecom_api_calls_total', { api: '/cgi-bin/user/get', errcode: 'bad_response' }), 1);
+});

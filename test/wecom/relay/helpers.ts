@@ -36,6 +36,8 @@ export interface RelaySetupOptions {
   readonly gateway?: Record<string, unknown>;
   /** Extra keys of the `wecom:` section (timeouts, max_response_bytes …). */
   readonly wecom?: Record<string, unknown>;
+  /** The gateway's clock (GatewayDeps.now; the relay's buckets follow it). */
+  readonly now?: () => number;
 }
 
 export const VENDOR = {
@@ -75,6 +77,6 @@ export async function relaySetup(t: Test, opts: RelaySetupOptions = {}): Promise
     relay: { clients: opts.clients ?? [VENDOR], ...opts.relay },
     ...(opts.gateway ? { gateway: opts.gateway } : {}),
   });
-  const gw = await startGateway(t, config, { wecomEgress: egress, env: { ECARD_SECRET: SECRET } });
+  const gw = await startGateway(t, config, { wecomEgress: egress, env: { ECARD_SECRET: SECRET }, ...(opts.now ? { now: opts.now } : {}) });
   return { fake, gw, upstream };
 }
