@@ -4,12 +4,12 @@
  * profile; the composition root owns and closes it.
  */
 import { readFileSync } from 'node:fs';
-import { Agent } from 'undici';
+import { undici } from '../../egress/undici.ts';
 import type { WecomConfig } from '../../config/schema.ts';
 import type { WecomEgress } from './types.ts';
 
 export function createDirectWecomEgress(config: WecomConfig): { egress: WecomEgress; close(): Promise<void> } {
-  const dispatcher = new Agent({
+  const dispatcher = new (undici().Agent)({
     connect: { timeout: config.timeouts.connect_ms, ...(config.ca_file !== undefined ? { ca: readFileSync(config.ca_file) } : {}) },
     keepAliveTimeout: 30_000,
     // WeCom answers 45033 to too many concurrent calls; a small pool also spares handshakes.
