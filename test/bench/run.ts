@@ -20,7 +20,7 @@
  * The main `wegate` route runs with the defaults (scan on).
  * The API relay case (test/bench/relay.ts), after every proxy case and the scan pairs: the relay in
  * front of the fake WeCom vs the fake direct, at 64 connections, and the relay's CPU per request ÷ the
- * plain proxy route's (small c64). It runs last because it is another workload in the same process:
+ * plain proxy route's (small c64, measured again in the relay's rounds). It runs last because it is another workload in the same process:
  * its TLS connections (the relay's and the proxied-wecom route's, 80 in all) leave the glibc heap
  * grown and fragmented, and 100 KiB responses after it then peaked 18-23 MB higher (the peak came in
  * large c64, not in the relay case). `rss_mb` is wegate's peak before the relay case (the proxy
@@ -324,7 +324,7 @@ async function main(): Promise<number> {
     }
   }
 
-  const relayCase = fake ? await createRelayCase(active, fake, { script, pin, tmp }) : null;
+  const relayCase = fake ? await createRelayCase(active, fake, upstream, { script, pin, tmp }) : null;
   // Every contender stays up (idle ones cost nothing) and the runs are interleaved round by round, so
   // a burst of other work on a shared machine spreads over all contenders instead of hitting one.
   for (const [ci, c] of CASES.entries()) {
@@ -578,13 +578,17 @@ interface RelayResult {
   /** The same call through a plain proxy route to the fake over TLS (the vendor's own token). */
   proxied: CaseResult | null;
   direct: CaseResult | null;
+  /** wegate's plain proxy route (small c64) measured in the same rounds: what relay_cpu_vs_proxy divides by. */
+  plain: CaseResult | null;
   problems: string[];
 }
 
 /**
  * The relay case, measured after the proxy cases and the scan pairs (see the top of this file): wrk
- * at 64 connections through wegate's relay, then straight to the fake WeCom (order alternating per
- * round); wegate alone on its core (every other contender frozen), nothing on it for the direct runs.
+ * at 64 connections through wegate's plain proxy route (small, the reference of relay_cpu_vs_proxy:
+ * measured next to the relay so both see the same machine), its relay, a proxy route to the fake,
+ * then straight to the fake WeCom (order reversed every other round); wegate alone on its core
+ * (every other contender frozen), nothing on it for the direct runs.
  */
 interface RelayCase {
   round(round: number): Promise<void>;
@@ -594,10 +598,16 @@ interface RelayCase {
 async function createRelayCase(
   active: Active[],
   fake: { proc: Started; url: string },
+  upstream: Started,
   o: { script: string; pin: { proxy: number | undefined; load: number | undefined }; tmp: string },
 ): Promise<RelayCase> {
   const problems: string[] = [];
-  const lists: { relay: CaseResult[]; proxied: CaseResult[]; direct: CaseResult[] } = { relay: [], proxied: [], direct: [] };
+  const lists: { relay: CaseResult[]; proxied: CaseResult[]; direct: CaseResult[]; plain: CaseResult[] } = {
+    relay: [],
+    proxied: [],
+    direct: [],
+    plain: [],
+  };
   const w = active.find((a) => a.r.name === 'wegate' && a.r.status === 'ok');
   let ready: { relayUrl: string; proxiedUrl: string; direct: string; bodyLen: number } | null = null;
   const failed = (e: unknown) => {
@@ -622,27 +632,35 @@ async function createRelayCase(
   return {
     async round(round) {
       if (!ready || !w?.running.proc || w.r.status !== 'ok') return;
-      const order = round % 2 === 0 ? (['relay', 'proxied', 'direct'] as const) : (['direct', 'proxied', 'relay'] as const);
+      const order =
+        round % 2 === 0 ? (['plain', 'relay', 'proxied', 'direct'] as const) : (['direct', 'proxied', 'relay', 'plain'] as const);
       try {
         for (const which of order) {
           for (const a of active) if (a.running.proc) pause(a.running.proc);
           if (which !== 'direct') resume(w.running.proc);
-          const url = which === 'relay' ? ready.relayUrl : which === 'proxied' ? ready.proxiedUrl : ready.direct;
+          const url =
+            which === 'plain'
+              ? `${w.running.url}/small`
+              : which === 'relay'
+                ? ready.relayUrl
+                : which === 'proxied'
+                  ? ready.proxiedUrl
+                  : ready.direct;
           const headers = which === 'relay' ? RELAY_HEADERS : [];
           const warm =
             WARMUP > 0
               ? await runWrk({ url, connections: RELAY_CONNS, seconds: WARMUP, script: o.script, core: o.pin.load, logFile, headers })
               : null;
           // The fake WeCom is the "upstream" whose CPU is reported; wegate's CPU is measured when it is in the path.
-          const res = await measure(which === 'direct' ? null : w.running.proc, fake.proc, url, RELAY_CONNS, ready.bodyLen, {
-            ...o,
-            headers,
-          });
+          const res =
+            which === 'plain'
+              ? await measure(w.running.proc, upstream, url, RELAY_CONNS, SMALL_BODY.length, o)
+              : await measure(which === 'direct' ? null : w.running.proc, fake.proc, url, RELAY_CONNS, ready.bodyLen, { ...o, headers });
           lists[which].push(res);
           // Requests through wegate, warm-ups included (compared with its access-log lines at the end).
           w.sent += which === 'direct' ? 0 : (warm?.requests ?? 0) + res.requests;
           log(
-            `${which === 'relay' ? 'wegate relay' : which === 'proxied' ? 'wegate proxied-wecom' : 'direct-wecom'} c64 round ${round + 1}/${ROUNDS}: ${fmt(res.rps, 0)} req/s, p50 ${fmt(res.p50_ms, 2)} ms, p99 ${fmt(res.p99_ms, 2)} ms` +
+            `${which === 'plain' ? 'wegate small (relay reference)' : which === 'relay' ? 'wegate relay' : which === 'proxied' ? 'wegate proxied-wecom' : 'direct-wecom'} c64 round ${round + 1}/${ROUNDS}: ${fmt(res.rps, 0)} req/s, p50 ${fmt(res.p50_ms, 2)} ms, p99 ${fmt(res.p99_ms, 2)} ms` +
               (res.cpu_us_per_req === null ? '' : `, ${fmt(res.cpu_us_per_req, 1)} µs CPU/req`) +
               (res.error_total ? `, ${res.error_total} errors` : ''),
           );
@@ -663,6 +681,7 @@ async function createRelayCase(
         relay: lists.relay.length ? combine(lists.relay) : null,
         proxied: lists.proxied.length ? combine(lists.proxied) : null,
         direct: lists.direct.length ? combine(lists.direct) : null,
+        plain: lists.plain.length ? combine(lists.plain) : null,
         problems,
       };
     },
@@ -1157,7 +1176,7 @@ function report(
       off_cpu_us_per_req_rounds: scan.runs.off.map((x) => round(x.cpu_us_per_req, 2)),
       errors: scan.on.error_total + scan.off.error_total,
     },
-    relay_cpu_vs_proxy: ratio(relay?.relay?.cpu_us_per_req, cpuW),
+    relay_cpu_vs_proxy: ratio(relay?.relay?.cpu_us_per_req, relay?.plain?.cpu_us_per_req ?? cpuW),
     relay_cpu_vs_tls_proxy: ratio(relay?.relay?.cpu_us_per_req, relay?.proxied?.cpu_us_per_req),
     relay: relay && {
       wecom_tls: args['relay-wecom'] !== 'http',
@@ -1166,6 +1185,8 @@ function report(
       cpu_us_per_req: round(relay.relay?.cpu_us_per_req, 1),
       proxied_rps_c64: round(relay.proxied?.rps, 0),
       proxied_cpu_us_per_req: round(relay.proxied?.cpu_us_per_req, 1),
+      /** The plain route (small c64) in the same rounds: relay_cpu_vs_proxy's divisor. */
+      plain_cpu_us_per_req: round(relay.plain?.cpu_us_per_req, 1),
       direct_rps_c64: round(relay.direct?.rps, 0),
       direct_p99_ms: round(relay.direct?.p99_ms),
       vs_direct_c64: ratio(relay.relay?.rps, relay.direct?.rps),
@@ -1255,7 +1276,7 @@ function report(
   if (json.relay) {
     lines.push(
       `API relay (user/get via the fake WeCom over ${args['relay-wecom'] === 'http' ? 'plain HTTP' : 'TLS'}, c64): ${show(json.relay.rps_c64, ' req/s')} vs direct ${show(json.relay.direct_rps_c64, ' req/s')} (${show(json.relay.vs_direct_c64, '×')}), ` +
-        `p99 added ${show(json.relay.p99_added_ms, ' ms')}, CPU/request ${show(json.relay.cpu_us_per_req, ' µs')} = ${show(json.relay_cpu_vs_proxy, '×')} the plain proxy route's (small c64), ` +
+        `p99 added ${show(json.relay.p99_added_ms, ' ms')}, CPU/request ${show(json.relay.cpu_us_per_req, ' µs')} = ${show(json.relay_cpu_vs_proxy, '×')} the plain proxy route's (small c64 in the same rounds, ${show(json.relay.plain_cpu_us_per_req, ' µs')}), ` +
         `${show(json.relay_cpu_vs_tls_proxy, '×')} a proxy route to the same fake (${show(json.relay.proxied_cpu_us_per_req, ' µs')})`,
     );
   }
