@@ -13,6 +13,7 @@
  *
  * undici is loaded on first use (src/egress/undici.ts): a gateway without profiles never loads it.
  */
+import { createSecureContext } from 'node:tls';
 import type { Agent as HttpsAgentType } from 'node:https';
 import { Agent as HttpsAgent } from 'node:https';
 import type { Dispatcher, Pool } from 'undici';
@@ -164,7 +165,8 @@ export async function createEgress(deps: EgressDeps): Promise<Egress> {
       const { Agent, Pool, ProxyAgent, connect: connectApi } = undici();
       const connectTimeout = tls.connectTimeoutMs ?? DEFAULT_CONNECT_MS;
       const tlsOptions = {
-        ...(tls.ca !== undefined ? { ca: tls.ca as string | Buffer | (string | Buffer)[] } : {}),
+        // One TLS context for the dispatcher's connections (with `ca` alone each builds its own: see src/proxy/index.ts).
+        ...(tls.ca !== undefined ? { secureContext: createSecureContext({ ca: tls.ca as string | Buffer | (string | Buffer)[] }) } : {}),
         ...(tls.servername !== undefined ? { servername: tls.servername } : {}),
         ...(tls.rejectUnauthorized !== undefined ? { rejectUnauthorized: tls.rejectUnauthorized } : {}),
       };

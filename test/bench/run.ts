@@ -18,9 +18,13 @@
  * other work on a shared machine spoils one pair, not the figure. The scan's own cost is also timed
  * in this process (`scan.in_process_ns_per_response`), which no neighbour's load can blur much.
  * The main `wegate` route runs with the defaults (scan on).
- * The API relay case (test/bench/relay.ts), right after wegate's small c64 run in every round: the
- * relay in front of the fake WeCom vs the fake direct, at 64 connections, and the relay's CPU per
- * request ÷ the plain proxy route's (small c64).
+ * The API relay case (test/bench/relay.ts), after every proxy case and the scan pairs: the relay in
+ * front of the fake WeCom vs the fake direct, at 64 connections, and the relay's CPU per request ÷ the
+ * plain proxy route's (small c64, measured again in the relay's rounds). It runs last because it is another workload in the same process:
+ * its TLS connections (the relay's and the proxied-wecom route's, 80 in all) leave the glibc heap
+ * grown and fragmented, and 100 KiB responses after it then peaked 18-23 MB higher (the peak came in
+ * large c64, not in the relay case). `rss_mb` is wegate's peak before the relay case (the proxy
+ * cases, what the target was set for), `rss_mb_with_relay` the peak at the end.
  * Options: --duration S, --warmup S, --rounds N, --scan-pairs N, --scan-duration S, --only a,b, --no-access-log,
  * --upstream raw|http|nginx, --no-pin, --no-relay, --relay-wecom https|http (the fake WeCom without TLS:
  * what the TLS leg costs), --keep (keep the temp dir with configs and logs).
@@ -130,6 +134,8 @@ interface ContenderResult {
   reason?: string;
   cases: Partial<Record<CaseKey, CaseResult>>;
   rss_mb: number | null;
+  /** wegate: peak RSS at the end, the relay case included (rss_mb is the peak before it). */
+  rss_mb_with_relay?: number;
   /** Problems not tied to one case (error log lines, stderr output). */
   problems: string[];
   notes: string[];
@@ -319,7 +325,7 @@ async function main(): Promise<number> {
     }
   }
 
-  const relayCase = fake ? await createRelayCase(active, fake, { script, pin, tmp }) : null;
+  const relayCase = fake ? await createRelayCase(active, fake, upstream, { script, pin, tmp }) : null;
   // Every contender stays up (idle ones cost nothing) and the runs are interleaved round by round, so
   // a burst of other work on a shared machine spreads over all contenders instead of hitting one.
   for (const [ci, c] of CASES.entries()) {
@@ -348,7 +354,6 @@ async function main(): Promise<number> {
           );
           const exit = a.running.proc?.exitCode;
           if (exit !== null && exit !== undefined) throw new Error(`${a.r.name} exited (${exit}) during the run`);
-          if (relayCase && a.r.name === 'wegate' && c.key === 'small_c64') await relayCase.round(round);
         } catch (e) {
           await fail(a.r, a, e);
         }
@@ -392,6 +397,9 @@ async function main(): Promise<number> {
           inProcessNs: scanNsPerResponse(),
         }
       : null;
+  // The relay case last (see the top of this file): wegate's peak so far is the proxy cases'.
+  const proxyPeakMb = w?.running.proc && relayCase ? groupPeakRssMb(w.running.proc.pid) : null;
+  if (relayCase) for (let round = 0; round < ROUNDS; round++) await relayCase.round(round);
   const relay = relayCase ? await relayCase.result() : null;
 
   for (const a of active) if (a.running.proc) resume(a.running.proc);
@@ -405,6 +413,10 @@ async function main(): Promise<number> {
       await checkResponses(a.running.url);
       if (a.running.proc) {
         a.r.rss_mb = groupPeakRssMb(a.running.proc.pid);
+        if (a === w && proxyPeakMb !== null) {
+          a.r.rss_mb_with_relay = a.r.rss_mb;
+          a.r.rss_mb = proxyPeakMb;
+        }
         const split = groupRssSplitMb(a.running.proc.pid);
         a.r.notes.push(
           `RSS at the end ${fmt(split.anon + split.file, 1)} MB = ${fmt(split.anon, 1)} anonymous + ${fmt(split.file, 1)} file-backed (executable pages)`,
@@ -567,14 +579,17 @@ interface RelayResult {
   /** The same call through a plain proxy route to the fake over TLS (the vendor's own token). */
   proxied: CaseResult | null;
   direct: CaseResult | null;
+  /** wegate's plain proxy route (small c64) measured in the same rounds: what relay_cpu_vs_proxy divides by. */
+  plain: CaseResult | null;
   problems: string[];
 }
 
 /**
- * The relay case, measured inside the main loop right after wegate's own small c64 run of each
- * round (so the relay and the plain proxy route it is compared with see the same machine): wrk at
- * 64 connections through wegate's relay, then straight to the fake WeCom (order alternating per
- * round); wegate alone on its core (every other contender frozen), nothing on it for the direct runs.
+ * The relay case, measured after the proxy cases and the scan pairs (see the top of this file): wrk
+ * at 64 connections through wegate's plain proxy route (small, the reference of relay_cpu_vs_proxy:
+ * measured next to the relay so both see the same machine), its relay, a proxy route to the fake,
+ * then straight to the fake WeCom (order reversed every other round); wegate alone on its core
+ * (every other contender frozen), nothing on it for the direct runs.
  */
 interface RelayCase {
   round(round: number): Promise<void>;
@@ -584,10 +599,16 @@ interface RelayCase {
 async function createRelayCase(
   active: Active[],
   fake: { proc: Started; url: string },
+  upstream: Started,
   o: { script: string; pin: { proxy: number | undefined; load: number | undefined }; tmp: string },
 ): Promise<RelayCase> {
   const problems: string[] = [];
-  const lists: { relay: CaseResult[]; proxied: CaseResult[]; direct: CaseResult[] } = { relay: [], proxied: [], direct: [] };
+  const lists: { relay: CaseResult[]; proxied: CaseResult[]; direct: CaseResult[]; plain: CaseResult[] } = {
+    relay: [],
+    proxied: [],
+    direct: [],
+    plain: [],
+  };
   const w = active.find((a) => a.r.name === 'wegate' && a.r.status === 'ok');
   let ready: { relayUrl: string; proxiedUrl: string; direct: string; bodyLen: number } | null = null;
   const failed = (e: unknown) => {
@@ -612,27 +633,35 @@ async function createRelayCase(
   return {
     async round(round) {
       if (!ready || !w?.running.proc || w.r.status !== 'ok') return;
-      const order = round % 2 === 0 ? (['relay', 'proxied', 'direct'] as const) : (['direct', 'proxied', 'relay'] as const);
+      const order =
+        round % 2 === 0 ? (['plain', 'relay', 'proxied', 'direct'] as const) : (['direct', 'proxied', 'relay', 'plain'] as const);
       try {
         for (const which of order) {
           for (const a of active) if (a.running.proc) pause(a.running.proc);
           if (which !== 'direct') resume(w.running.proc);
-          const url = which === 'relay' ? ready.relayUrl : which === 'proxied' ? ready.proxiedUrl : ready.direct;
+          const url =
+            which === 'plain'
+              ? `${w.running.url}/small`
+              : which === 'relay'
+                ? ready.relayUrl
+                : which === 'proxied'
+                  ? ready.proxiedUrl
+                  : ready.direct;
           const headers = which === 'relay' ? RELAY_HEADERS : [];
           const warm =
             WARMUP > 0
               ? await runWrk({ url, connections: RELAY_CONNS, seconds: WARMUP, script: o.script, core: o.pin.load, logFile, headers })
               : null;
           // The fake WeCom is the "upstream" whose CPU is reported; wegate's CPU is measured when it is in the path.
-          const res = await measure(which === 'direct' ? null : w.running.proc, fake.proc, url, RELAY_CONNS, ready.bodyLen, {
-            ...o,
-            headers,
-          });
+          const res =
+            which === 'plain'
+              ? await measure(w.running.proc, upstream, url, RELAY_CONNS, SMALL_BODY.length, o)
+              : await measure(which === 'direct' ? null : w.running.proc, fake.proc, url, RELAY_CONNS, ready.bodyLen, { ...o, headers });
           lists[which].push(res);
           // Requests through wegate, warm-ups included (compared with its access-log lines at the end).
           w.sent += which === 'direct' ? 0 : (warm?.requests ?? 0) + res.requests;
           log(
-            `${which === 'relay' ? 'wegate relay' : which === 'proxied' ? 'wegate proxied-wecom' : 'direct-wecom'} c64 round ${round + 1}/${ROUNDS}: ${fmt(res.rps, 0)} req/s, p50 ${fmt(res.p50_ms, 2)} ms, p99 ${fmt(res.p99_ms, 2)} ms` +
+            `${which === 'plain' ? 'wegate small (relay reference)' : which === 'relay' ? 'wegate relay' : which === 'proxied' ? 'wegate proxied-wecom' : 'direct-wecom'} c64 round ${round + 1}/${ROUNDS}: ${fmt(res.rps, 0)} req/s, p50 ${fmt(res.p50_ms, 2)} ms, p99 ${fmt(res.p99_ms, 2)} ms` +
               (res.cpu_us_per_req === null ? '' : `, ${fmt(res.cpu_us_per_req, 1)} µs CPU/req`) +
               (res.error_total ? `, ${res.error_total} errors` : ''),
           );
@@ -653,6 +682,7 @@ async function createRelayCase(
         relay: lists.relay.length ? combine(lists.relay) : null,
         proxied: lists.proxied.length ? combine(lists.proxied) : null,
         direct: lists.direct.length ? combine(lists.direct) : null,
+        plain: lists.plain.length ? combine(lists.plain) : null,
         problems,
       };
     },
@@ -1094,7 +1124,13 @@ function report(
   lines.push('');
   for (const r of results) {
     if (r.status === 'ok') {
-      lines.push(`${r.name}: ${[r.rss_mb === null ? null : `peak RSS ${fmt(r.rss_mb, 1)} MB`, ...r.notes].filter(Boolean).join('; ')}`);
+      const peak =
+        r.rss_mb === null
+          ? null
+          : r.rss_mb_with_relay === undefined
+            ? `peak RSS ${fmt(r.rss_mb, 1)} MB`
+            : `peak RSS ${fmt(r.rss_mb, 1)} MB (proxy cases), ${fmt(r.rss_mb_with_relay, 1)} MB with the relay case after them`;
+      lines.push(`${r.name}: ${[peak, ...r.notes].filter(Boolean).join('; ')}`);
       for (const c of CASES) for (const p of r.cases[c.key]?.problems ?? []) lines.push(`  ! ${r.name} ${c.key}: ${p}`);
       for (const p of r.problems) lines.push(`  ! ${r.name}: ${p}`);
       if (r.name === 'wegate')
@@ -1122,6 +1158,8 @@ function report(
     p99_c1_added_ms_vs_nginx: w?.cases.small_c1 && n?.cases.small_c1 ? round(w.cases.small_c1.p99_ms - n.cases.small_c1.p99_ms) : null,
     cpu_per_req_vs_nginx: ratio(cpuW, cpuN),
     rss_mb: round(w?.rss_mb, 1),
+    /** wegate's peak RSS with the relay case (run after the proxy cases); null without it. */
+    rss_mb_with_relay: round(w?.rss_mb_with_relay, 1),
     wegate_vs_direct_small_c64: ratio(w?.cases.small_c64?.rps, d?.cases.small_c64?.rps),
     wegate_vs_direct_large_c64: ratio(w?.cases.large_c64?.rps, d?.cases.large_c64?.rps),
     wegate_vs_minimal_undici_small_c64: ratio(w?.cases.small_c64?.rps, m?.cases.small_c64?.rps),
@@ -1146,7 +1184,7 @@ function report(
       off_cpu_us_per_req_rounds: scan.runs.off.map((x) => round(x.cpu_us_per_req, 2)),
       errors: scan.on.error_total + scan.off.error_total,
     },
-    relay_cpu_vs_proxy: ratio(relay?.relay?.cpu_us_per_req, cpuW),
+    relay_cpu_vs_proxy: ratio(relay?.relay?.cpu_us_per_req, relay?.plain?.cpu_us_per_req ?? cpuW),
     relay_cpu_vs_tls_proxy: ratio(relay?.relay?.cpu_us_per_req, relay?.proxied?.cpu_us_per_req),
     relay: relay && {
       wecom_tls: args['relay-wecom'] !== 'http',
@@ -1155,6 +1193,8 @@ function report(
       cpu_us_per_req: round(relay.relay?.cpu_us_per_req, 1),
       proxied_rps_c64: round(relay.proxied?.rps, 0),
       proxied_cpu_us_per_req: round(relay.proxied?.cpu_us_per_req, 1),
+      /** The plain route (small c64) in the same rounds: relay_cpu_vs_proxy's divisor. */
+      plain_cpu_us_per_req: round(relay.plain?.cpu_us_per_req, 1),
       direct_rps_c64: round(relay.direct?.rps, 0),
       direct_p99_ms: round(relay.direct?.p99_ms),
       vs_direct_c64: ratio(relay.relay?.rps, relay.direct?.rps),
@@ -1244,7 +1284,7 @@ function report(
   if (json.relay) {
     lines.push(
       `API relay (user/get via the fake WeCom over ${args['relay-wecom'] === 'http' ? 'plain HTTP' : 'TLS'}, c64): ${show(json.relay.rps_c64, ' req/s')} vs direct ${show(json.relay.direct_rps_c64, ' req/s')} (${show(json.relay.vs_direct_c64, '×')}), ` +
-        `p99 added ${show(json.relay.p99_added_ms, ' ms')}, CPU/request ${show(json.relay.cpu_us_per_req, ' µs')} = ${show(json.relay_cpu_vs_proxy, '×')} the plain proxy route's (small c64), ` +
+        `p99 added ${show(json.relay.p99_added_ms, ' ms')}, CPU/request ${show(json.relay.cpu_us_per_req, ' µs')} = ${show(json.relay_cpu_vs_proxy, '×')} the plain proxy route's (small c64 in the same rounds, ${show(json.relay.plain_cpu_us_per_req, ' µs')}), ` +
         `${show(json.relay_cpu_vs_tls_proxy, '×')} a proxy route to the same fake (${show(json.relay.proxied_cpu_us_per_req, ' µs')})`,
     );
   }

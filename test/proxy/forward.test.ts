@@ -581,3 +581,39 @@ t.test('createProxy: throws an error naming the route when its CA file cannot be
     /route "vendor": cannot read tls.ca_file/,
   );
 });
+
+t.test(
+  'proxy: one TLS context serves every connection of a pool when the route has tls.ca_file and requests run in parallel',
+  async (t) => {
+    // The upstream holds every answer until all requests are in, so each one has a connection of its own.
+    const n = 6;
+    const held: http.ServerResponse[] = [];
+    const up = await startTlsUpstream(t, (_req, res) => {
+      held.push(res);
+      if (held.length === n) for (const r of held) r.end('ok');
+    });
+    const front = await startFront(t, [
+      route({ host: 's.test', upstream: `https://localhost:${up.port}`, tls: { ca_file: CA_FILE, insecure_skip_verify: false } }),
+    ]);
+    // node:tls builds a context per connection when a connect has `ca` and no `secureContext`.
+    const tlsModule = createRequire(import.meta.url)('node:tls') as typeof import('node:tls');
+    const original = tlsModule.createSecureContext;
+    let contexts = 0;
+    tlsModule.createSecureContext = (options) => {
+      contexts++;
+      return original(options);
+    };
+    t.teardown(() => {
+      tlsModule.createSecureContext = original;
+    });
+    const answers = await Promise.all(
+      Array.from({ length: n }, (_, i) => request(front.origin, `/p${i}`, { headers: { host: 's.test' } })),
+    );
+    t.same(
+      answers.map((a) => a.status),
+      Array(n).fill(200),
+    );
+    t.equal(up.connections, n, 'one connection per parallel request');
+    t.equal(contexts, 0, 'no TLS context made per connection');
+  },
+);

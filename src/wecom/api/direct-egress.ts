@@ -4,13 +4,18 @@
  * profile; the composition root owns and closes it.
  */
 import { readFileSync } from 'node:fs';
-import { Agent } from 'undici';
+import { createSecureContext } from 'node:tls';
+import { undici } from '../../egress/undici.ts';
 import type { WecomConfig } from '../../config/schema.ts';
 import type { WecomEgress } from './types.ts';
 
 export function createDirectWecomEgress(config: WecomConfig): { egress: WecomEgress; close(): Promise<void> } {
-  const dispatcher = new Agent({
-    connect: { timeout: config.timeouts.connect_ms, ...(config.ca_file !== undefined ? { ca: readFileSync(config.ca_file) } : {}) },
+  const dispatcher = new (undici().Agent)({
+    // One TLS context for every connection (with `ca` alone each builds its own: see src/proxy/index.ts).
+    connect: {
+      timeout: config.timeouts.connect_ms,
+      ...(config.ca_file !== undefined ? { secureContext: createSecureContext({ ca: readFileSync(config.ca_file) }) } : {}),
+    },
     keepAliveTimeout: 30_000,
     // WeCom answers 45033 to too many concurrent calls; a small pool also spares handshakes.
     connections: 16,

@@ -3,8 +3,10 @@
  * answer (undici's own defaults are 300 s), a size cap read as the body streams in, and JSON parsed
  * without letting `__proto__` / `constructor` keys through. Errors carry no URL (it holds the token).
  */
-import { type Dispatcher, request } from 'undici';
+import type { Dispatcher } from 'undici';
 import { explainEgressError } from '../../egress/index.ts';
+// undici's request() alone, not its index (fetch, WebSocket, caches, mocks: ~2.3 MB heap, ~4 MB RSS): see egress/undici.ts.
+import { undici } from '../../egress/undici.ts';
 
 export interface ExchangeOptions {
   readonly dispatcher: Dispatcher;
@@ -68,8 +70,9 @@ export async function exchange(url: URL, opts: ExchangeOptions): Promise<Record<
   try {
     let res: Dispatcher.ResponseData;
     try {
-      res = await request(url, {
-        dispatcher: opts.dispatcher,
+      res = await undici().request.call(opts.dispatcher, {
+        origin: url.origin,
+        path: `${url.pathname}${url.search}`,
         method: opts.method,
         headers:
           opts.body !== undefined

@@ -7,7 +7,8 @@
  * `${X-Wegate-Timestamp}.${body}` with the callback's shared secret.
  */
 import { createHmac } from 'node:crypto';
-import { Agent, type Dispatcher, request } from 'undici';
+import type { Agent, Dispatcher } from 'undici';
+import { undici } from '../../egress/undici.ts';
 
 export interface Delivery {
   readonly callback: string;
@@ -52,7 +53,9 @@ export function signDelivery(secret: string, timestamp: string, body: string): s
 
 export function createDeliverer(deps: DelivererDeps): Deliverer {
   const own =
-    deps.dispatcher === undefined ? new Agent({ connections: POOL, connect: { timeout: 3_000 }, keepAliveTimeout: 30_000 }) : undefined;
+    deps.dispatcher === undefined
+      ? new (undici().Agent)({ connections: POOL, connect: { timeout: 3_000 }, keepAliveTimeout: 30_000 })
+      : undefined;
   const dispatcher = deps.dispatcher ?? (own as Agent);
 
   async function deliver(target: DeliverTarget, d: Delivery): Promise<DeliveryResult> {
@@ -70,9 +73,11 @@ export function createDeliverer(deps: DelivererDeps): Deliverer {
     });
     const signal = AbortSignal.timeout(target.timeoutMs);
     try {
-      const res = await request(target.url, {
+      const url = new URL(target.url);
+      const res = await undici().request.call(dispatcher, {
+        origin: url.origin,
+        path: `${url.pathname}${url.search}`,
         method: 'POST',
-        dispatcher,
         signal,
         headersTimeout: target.timeoutMs,
         bodyTimeout: target.timeoutMs,
