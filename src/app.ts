@@ -197,6 +197,18 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
   const wecomDirect = initial.wecom && !deps.wecomEgress && wecomProfile === undefined ? createDirectWecomEgress(initial.wecom) : undefined;
   let wecom: WecomApi | undefined;
   let readiness: Readiness | undefined;
+  /**
+   * Close the WeCom side and the state in dependency order: the delivery worker (callbacks) and the
+   * provider exchanges stop first, so their last acks are written before the store closes.
+   */
+  const closeWecomAndState = async () => {
+    await callbacks?.close();
+    await provider?.close();
+    await wecom?.close();
+    await store?.close();
+    await wecomDirect?.close();
+    await egress.close();
+  };
   try {
     if (initial.state !== undefined || (initial.wecom?.suites.length ?? 0) > 0)
       store = await createStore({ config: initial.state, neededBy: 'wecom.suites', logger, clock });
@@ -234,12 +246,7 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
     }
     await provider?.start();
   } catch (e) {
-    await callbacks?.close();
-    await provider?.close();
-    await wecom?.close();
-    await store?.close();
-    await wecomDirect?.close();
-    await egress.close();
+    await closeWecomAndState();
     throw e;
   }
   let certStore: CertStore | undefined;
@@ -261,12 +268,7 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
     }
   } catch (e) {
     certStore?.close();
-    await callbacks?.close();
-    await provider?.close();
-    await wecom?.close();
-    await store?.close();
-    await wecomDirect?.close();
-    await egress.close();
+    await closeWecomAndState();
     throw e;
   }
 
@@ -489,13 +491,7 @@ export async function createGateway(initial: Config, deps: GatewayDeps): Promise
     certStore?.close();
     readiness?.close();
     await relayTunnel?.close();
-    await callbacks?.close();
-    await provider?.close();
-    // After the delivery worker stopped (callbacks.close above): its last acks are written before the database closes.
-    await wecom?.close();
-    await store?.close();
-    await wecomDirect?.close();
-    await egress.close();
+    await closeWecomAndState();
     if (adminServer) await closeServer(adminServer);
     // The last requests' lines, if their turn has not ended yet.
     pipeline.flushAccessLog();
