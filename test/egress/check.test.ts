@@ -132,7 +132,7 @@ t.test('loadConfigText: reports each malformed proxy URL with its line when the 
     ['http://10.0.0.9:3128?x=1', /must be an origin only \(scheme:\/\/host:port\), without a query/],
     ['http://10.0.0.9:99999', /must use a port from 1 to 65535/],
     [
-      'http://squid:s3cret-pw@10.0.0.9:3128',
+      'http://proxyuser:s3cret-pw@10.0.0.9:3128',
       /must not contain credentials \(user:password@\) \(put them in proxy\.credentials_file\), got "http:\/\/\[REDACTED\]@10\.0\.0\.9:3128"/,
     ],
   ];

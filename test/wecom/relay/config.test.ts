@@ -99,9 +99,9 @@ t.test('relay tunnel: start-up fails clearly when the WeCom egress is a forward 
       registry: new Registry(),
       processMetrics: false,
       env: { ECARD_SECRET: SECRET },
-      wecomEgress: { name: 'squid', dispatcher, viaProxy: true },
+      wecomEgress: { name: 'office-proxy', dispatcher, viaProxy: true },
     }),
-    /relay\.connect_listen: the WeCom egress "squid" is a forward proxy; the CONNECT tunnel does not chain through another proxy/,
+    /relay\.connect_listen: the WeCom egress "office-proxy" is a forward proxy; the CONNECT tunnel does not chain through another proxy/,
   );
 });
 
