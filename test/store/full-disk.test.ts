@@ -7,35 +7,17 @@
  * (EBUSY, as the open store holds state.db), so the read-only case is shown at start-up.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdir, open, rm } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import t from 'tap';
 import { createStore, type StoreHealth } from '../../src/store/index.ts';
+import { fillDisk, mountSmallTmpfs } from '../helpers/tmpfs.ts';
 import { captureLogger, tempDir } from './helpers.ts';
 
-async function fillDisk(file: string): Promise<void> {
-  const fh = await open(file, 'w');
-  const chunk = Buffer.alloc(64 * 1024, 1);
-  try {
-    for (let i = 0; i < 1024; i++) await fh.write(chunk); // bounded: 64 MiB at most, the tmpfs is 4
-    throw new Error('the tmpfs never filled up');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
-  } finally {
-    await fh.close();
-  }
-}
-
 t.test('store: a durable write rejects on a full disk and succeeds again without reopening when space is freed', async (t) => {
-  const base = await tempDir(t);
-  const mnt = join(base, 'mnt');
-  await mkdir(mnt);
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m,mode=0700', 'tmpfs', mnt]);
+  const mnt = await mountSmallTmpfs(t, 'wegate-store-disk-');
   let close = async () => {};
-  t.teardown(async () => {
-    await close();
-    execFileSync('umount', [mnt]);
-  });
+  t.teardown(() => close());
 
   const { logger, logs } = captureLogger();
   const changes: StoreHealth[] = [];

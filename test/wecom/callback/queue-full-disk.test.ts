@@ -3,38 +3,17 @@
  * test/store/full-disk.test.ts does): the callback that cannot be made durable is not acknowledged
  * (503, WeCom retries), and once space is freed WeCom's retry is acknowledged and delivered.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdir, mkdtemp, open, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import t from 'tap';
 import { waitFor } from '../../helpers/gateway.ts';
+import { fillDisk, mountSmallTmpfs } from '../../helpers/tmpfs.ts';
 import { startCallbackGateway, textMessage } from './helpers.ts';
 
-async function fillDisk(file: string): Promise<void> {
-  const fh = await open(file, 'w');
-  const chunk = Buffer.alloc(64 * 1024, 1);
-  try {
-    for (let i = 0; i < 1024; i++) await fh.write(chunk); // bounded: 64 MiB at most, the tmpfs is 4
-    throw new Error('the tmpfs never filled up');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
-  } finally {
-    await fh.close();
-  }
-}
-
 t.test('callback queue: no ack on a full disk and the retry is acknowledged and delivered when space is freed', async (t) => {
-  const base = await mkdtemp(join(tmpdir(), 'wegate-queue-disk-'));
-  const mnt = join(base, 'mnt');
-  await mkdir(mnt);
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m,mode=0700', 'tmpfs', mnt]);
+  // Mounted first, so it is unmounted last: after the gateway (and its store) closed.
+  const mnt = await mountSmallTmpfs(t, 'wegate-queue-disk-');
   await mkdir(join(mnt, 'state'), { mode: 0o700 });
-  // Registered first, so it runs last: after the gateway (and its store) closed.
-  t.teardown(async () => {
-    execFileSync('umount', [mnt]);
-    await rm(base, { recursive: true, force: true });
-  });
   const cg = await startCallbackGateway(t, {
     config: { state: { dir: join(mnt, 'state') } },
     deliver: { mode: 'queue', backoff_base_ms: 10, backoff_max_ms: 40 },
