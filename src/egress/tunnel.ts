@@ -159,37 +159,15 @@ function connectThrough(
   );
 }
 
-/** An agent for plain-HTTP upstreams (ws://) whose connections are CONNECT tunnels. */
-class HttpTunnelAgent extends HttpAgent {
-  readonly #t: TunnelSettings;
-  readonly #timeoutMs: number;
-  constructor(t: TunnelSettings, timeoutMs: number) {
-    super({ keepAlive: false });
-    this.#t = t;
-    this.#timeoutMs = timeoutMs;
-  }
-  override createConnection(options: ClientRequestArgs, callback?: ConnectCallback): undefined {
-    connectThrough(this.#t, false, this.#timeoutMs, options, callback ?? noop);
-    return undefined;
-  }
-}
-
-/** The same for https upstreams (wss://): TLS to the upstream inside the tunnel. */
-class HttpsTunnelAgent extends HttpsAgent {
-  readonly #t: TunnelSettings;
-  readonly #timeoutMs: number;
-  constructor(t: TunnelSettings, timeoutMs: number) {
-    super({ keepAlive: false });
-    this.#t = t;
-    this.#timeoutMs = timeoutMs;
-  }
-  override createConnection(options: ClientRequestArgs, callback?: ConnectCallback): undefined {
-    connectThrough(this.#t, true, this.#timeoutMs, options, callback ?? noop);
-    return undefined;
-  }
-}
-
-/** An http(s).Agent whose every connection is a tunnel through the proxy (for http-proxy-3's `agent`). */
+/**
+ * An http(s).Agent whose every connection is a tunnel through the proxy (for http-proxy-3's
+ * `agent`): plain for ws:// upstreams, TLS to the upstream inside the tunnel for wss://.
+ */
 export function createTunnelAgent(t: TunnelSettings, secure: boolean, timeoutMs: number): HttpAgent {
-  return secure ? new HttpsTunnelAgent(t, timeoutMs) : new HttpTunnelAgent(t, timeoutMs);
+  const agent = secure ? new HttpsAgent({ keepAlive: false }) : new HttpAgent({ keepAlive: false });
+  agent.createConnection = (options: ClientRequestArgs, callback?: ConnectCallback): undefined => {
+    connectThrough(t, secure, timeoutMs, options, callback ?? noop);
+    return undefined;
+  };
+  return agent;
 }
