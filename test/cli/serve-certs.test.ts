@@ -4,31 +4,12 @@
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-
-const MAIN = join(import.meta.dirname, '../../src/cli/main.ts');
-
-function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d) => (stdout += d));
-    p.stderr.on('data', (d) => (stderr += d));
-    p.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
-async function tmp(t: Test): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'wegate-cli-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
+import { cliTempDir, MAIN, runCli } from '../helpers/cli.ts';
 
 async function upstream(t: Test): Promise<string> {
   const server = createServer((req, res) => res.end(`up:${req.url}`));
@@ -84,14 +65,14 @@ routes:
 `;
 
 t.test('wegate serve: exits 78 when a certificate file has a corrupt second PEM block, as check refuses it (F5)', async (t) => {
-  const dir = await tmp(t);
+  const dir = await cliTempDir(t);
   const cert = join(dir, 'broken.pem');
   await writeFile(cert, `${await readFile(join(TLS, 'api1.pem'), 'utf8')}-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n`);
   const file = join(dir, 'wegate.yaml');
   await writeFile(file, httpsYaml('http://127.0.0.1:9', cert));
-  const checked = await run(['check', '--config', file]);
+  const checked = await runCli(['check', '--config', file]);
   t.equal(checked.code, 78, 'check refuses it');
-  const served = await run(['serve', '--config', file]);
+  const served = await runCli(['serve', '--config', file]);
   t.equal(served.code, 78, 'serve exits with the config error code, not 1');
   t.match(served.stderr, /tls\.certs\[0\]\.cert .*certificate block 2 of 2 is corrupt/);
 });
@@ -100,11 +81,11 @@ t.test(
   'wegate serve: logs the certificate warnings of check at warn level, once each, when starting and after each reload (F6)',
   async (t) => {
     const up = await upstream(t);
-    const dir = await tmp(t);
+    const dir = await cliTempDir(t);
     const file = join(dir, 'wegate.yaml');
     // api1.pem holds the leaf only: check warns about the missing intermediate.
     await writeFile(file, httpsYaml(up, join(TLS, 'api1.pem')));
-    const checked = await run(['check', '--config', file]);
+    const checked = await runCli(['check', '--config', file]);
     t.match(checked.stderr, /^warning \(警告\): tls\.certs\[0\]\.cert .*not followed by the intermediate/);
     const gw = serve(t, file);
     await waitFor('start-up', () => gw.lines.some((l) => l.msg === 'wegate started'));

@@ -4,32 +4,13 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { rename, writeFile } from 'node:fs/promises';
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
+import { cliTempDir, MAIN, runCli } from '../helpers/cli.ts';
 import { WebSocket, WebSocketServer } from 'ws';
-
-const MAIN = join(import.meta.dirname, '../../src/cli/main.ts');
-
-function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d) => (stdout += d));
-    p.stderr.on('data', (d) => (stderr += d));
-    p.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
-async function tmp(t: Test): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'wegate-cli-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
 
 async function upstream(t: Test, name: string): Promise<{ server: Server; url: string; hold: Set<() => void> }> {
   const hold = new Set<() => void>();
@@ -140,16 +121,16 @@ async function waitFor(what: string, fn: () => Promise<boolean> | boolean, ms = 
 }
 
 t.test('wegate check: prints "configuration is valid" and exits 0 when the example config is valid', async (t) => {
-  const r = await run(['check', '--config', join(import.meta.dirname, '../../config/wegate.example.yaml')]);
+  const r = await runCli(['check', '--config', join(import.meta.dirname, '../../config/wegate.example.yaml')]);
   t.equal(r.code, 0, r.stderr);
   t.match(r.stdout, 'configuration is valid');
 });
 
 t.test('wegate check: lists every problem with its line and exits 78 when the config is invalid', async (t) => {
-  const dir = await tmp(t);
+  const dir = await cliTempDir(t);
   const file = join(dir, 'bad.yaml');
   await writeFile(file, 'listen:\n  htp: ":8080"\nroutes:\n  - upstream: "localhost:8080"\n    max_body_bytes: -1\n');
-  const r = await run(['check', '--config', file]);
+  const r = await runCli(['check', '--config', file]);
   t.equal(r.code, 78);
   t.match(r.stderr, /invalid \(\d+ problems\)/);
   t.match(r.stderr, /htp/);
@@ -159,22 +140,22 @@ t.test('wegate check: lists every problem with its line and exits 78 when the co
 });
 
 t.test('cli: --version and --help print and exit 0, and usage exits 2 when the arguments are bad', async (t) => {
-  const v = await run(['--version']);
+  const v = await runCli(['--version']);
   t.equal(v.code, 0);
   t.match(v.stdout, /^wegate \d+\.\d+\.\d+ \(node v2[2-9]/);
-  const h = await run(['--help']);
+  const h = await runCli(['--help']);
   t.equal(h.code, 0);
   t.match(h.stdout, /wegate serve/);
-  const u = await run(['frobnicate']);
+  const u = await runCli(['frobnicate']);
   t.equal(u.code, 2);
   t.match(u.stderr, /unknown command/);
 });
 
 t.test('wegate serve: exits 78 without starting when the config is invalid', async (t) => {
-  const dir = await tmp(t);
+  const dir = await cliTempDir(t);
   const file = join(dir, 'w.yaml');
   await writeFile(file, 'routes: []\n');
-  const r = await run(['serve', '--config', file]);
+  const r = await runCli(['serve', '--config', file]);
   t.equal(r.code, 78);
   t.match(r.stderr, /routes/);
 });
@@ -184,7 +165,7 @@ t.test(
   async (t) => {
     const a = await upstream(t, 'A');
     const b = await upstream(t, 'B');
-    const dir = await tmp(t);
+    const dir = await cliTempDir(t);
     const file = join(dir, 'wegate.yaml');
     await writeFile(file, configYaml(a.url));
     const gw = await serve(t, file);
@@ -240,7 +221,7 @@ t.test(
 t.test('wegate serve: reloads when the config file changes and keeps the old config when the changed file is invalid', async (t) => {
   const a = await upstream(t, 'A');
   const b = await upstream(t, 'B');
-  const dir = await tmp(t);
+  const dir = await cliTempDir(t);
   const file = join(dir, 'wegate.yaml');
   await writeFile(file, configYaml(a.url, { watch: true }));
   const gw = await serve(t, file);
@@ -272,7 +253,7 @@ t.test('wegate serve: reloads when the config file changes and keeps the old con
 
 t.test('wegate serve: SIGTERM drains an in-flight request, closes an open WebSocket and exits 0 when stopping', async (t) => {
   const a = await upstream(t, 'A');
-  const dir = await tmp(t);
+  const dir = await cliTempDir(t);
   const file = join(dir, 'wegate.yaml');
   await writeFile(file, configYaml(a.url, { drainMs: 1500 }));
   const gw = await serve(t, file);
@@ -306,7 +287,7 @@ t.test('wegate serve: SIGTERM drains an in-flight request, closes an open WebSoc
 
 t.test('wegate serve: logs no secret when a reloaded config with corpsecret or a password in an upstream is invalid', async (t) => {
   const a = await upstream(t, 'A');
-  const dir = await tmp(t);
+  const dir = await cliTempDir(t);
   const file = join(dir, 'wegate.yaml');
   await writeFile(file, configYaml(a.url));
   const gw = await serve(t, file);

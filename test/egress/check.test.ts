@@ -6,7 +6,6 @@
  * os.networkInterfaces() does not list yet is local). `wegate check`, `wegate serve` and
  * createGateway all refuse such a config.
  */
-import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
@@ -16,9 +15,9 @@ import { createGateway } from '../../src/app.ts';
 import { type ConfigProblem, formatProblems, type LoadResult, loadConfigFile, loadConfigText } from '../../src/config/load.ts';
 import { createLogger } from '../../src/core/logger.ts';
 import { checkEgressHost, EgressError, probeLocalAddress } from '../../src/egress/index.ts';
+import { runCli } from '../helpers/cli.ts';
 import { makeConfig } from '../helpers/gateway.ts';
 
-const MAIN = join(import.meta.dirname, '../../src/cli/main.ts');
 const HOST_CHECK = { hostCheck: checkEgressHost };
 
 function problems(t: Test, r: LoadResult): ConfigProblem[] {
@@ -55,18 +54,6 @@ routes:
   - upstream: "http://127.0.0.1:9"
 ${route}`;
 
-function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    // Bounded: a `serve` that wrongly starts is killed instead of outliving the test.
-    const p = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], timeout: 15_000, killSignal: 'SIGKILL' });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d) => (stdout += d));
-    p.stderr.on('data', (d) => (stderr += d));
-    p.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
 t.test('probeLocalAddress: binds loopback aliases when they are not listed by os.networkInterfaces()', async (t) => {
   const listed = Object.values(networkInterfaces()).flatMap((l) => (l ?? []).map((a) => a.address));
   t.notOk(listed.includes('127.0.0.2'), 'the alias is not an interface address');
@@ -95,9 +82,9 @@ t.test('wegate check and serve: exit 78 naming the address when local_address is
   const good = write(t, yaml('  wecom:\n    local_address: 127.0.0.2'));
   // Three CLI processes at once: each spends most of its time starting Node.
   const [check, serve, ok] = await Promise.all([
-    run(['check', '--config', bad]),
-    run(['serve', '--config', bad]),
-    run(['check', '--config', good]),
+    runCli(['check', '--config', bad]),
+    runCli(['serve', '--config', bad]),
+    runCli(['check', '--config', good]),
   ]);
   t.equal(check.code, 78);
   t.match(check.stderr, /is invalid \(1 problem\):\n {2}egress\.wecom\.local_address \(line 7\): must be an address of this host/);
